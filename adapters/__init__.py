@@ -1,0 +1,1 @@
+"""Integrations of diffence-plugin with other ecosystems, installed as ``diffence_plugin.adapters``."""

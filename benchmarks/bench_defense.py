@@ -1,0 +1,76 @@
+"""Time reconstruction + classification + selection per input (ms/input), on CPU and, if present, CUDA.
+
+The UNet is the DDPM CIFAR-10 UNet (35.7 M parameters, random weights: speed does not depend on them) or,
+with --tiny, the small digits UNet; the classifier is a small CNN. Usage:
+
+    python benchmarks/bench_defense.py --inputs 2 --n 50 --t 40 --k 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+
+from diffence_plugin import Diffence, Reconstructor, cifar_unet_config, tiny_unet_config
+
+
+def small_cnn(channels: int, classes: int = 10) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                         nn.Linear(512, classes))
+
+
+def measure(device: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    config = tiny_unet_config(8, 1) if args.tiny else cifar_unet_config()
+    unet = UNet2DModel(**config).to(device)
+    channels, size = config["in_channels"], config["sample_size"]
+    model = small_cnn(channels).to(device).eval()
+    autocast = torch.bfloat16 if device == "cuda" else None
+    defense = Diffence(Reconstructor(unet), n=args.n, t=args.t, k=args.k, scenario=3, max_batch=args.max_batch,
+                       autocast=autocast)
+    x = torch.rand(args.inputs, channels, size, size)
+    defense.defend(model, x[:1])  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    defense.defend(model, x)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return dict(device=device, unet="tiny" if args.tiny else "ddpm-cifar10", inputs=args.inputs, n=args.n, t=args.t,
+                k=args.k, max_batch=args.max_batch, ms_per_input=1000 * seconds / args.inputs,
+                images_per_s=args.inputs * args.n * (args.t // args.k) / seconds,
+                threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+                torch=torch.__version__)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=2)
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--t", type=int, default=40)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--max-batch", type=int, default=256)
+    parser.add_argument("--tiny", action="store_true", help="use the small digits UNet instead of the CIFAR one")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = [measure(d, args) for d in devices]
+    print("| device | unet | inputs | N | T | k | ms/input | UNet images/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['device']} | {r['unet']} | {r['inputs']} | {r['n']} | {r['t']} | {r['k']} | "
+              f"{r['ms_per_input']:.1f} | {r['images_per_s']:.0f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

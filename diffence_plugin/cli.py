@@ -1,0 +1,106 @@
+"""Command line: ``diffence demo`` and ``diffence train-diffusion``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, format_attack_table, format_table, run_demo
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
+                            ddpm_max_timestep=max(args.t, 1))
+    results = run_demo(settings, out_dir=args.out, progress=not args.no_progress)
+    print()
+    print(format_table(results))
+    print()
+    print(format_attack_table(results))
+    print(f"\nwrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.html'} "
+          f"({results['seconds']:.0f} s)")
+    return 0
+
+
+def _load_images(path: str) -> np.ndarray:
+    """(S, C, H, W) float images in [0, 1] from .npy, or the array 'x' (or the only array) of an .npz."""
+    if not Path(path).is_file():
+        raise SystemExit(f"error: images file {path!r} does not exist")
+    data = np.load(path, allow_pickle=False)
+    if isinstance(data, np.lib.npyio.NpzFile):
+        keys = list(data.keys())
+        if "x" not in keys and len(keys) != 1:
+            raise SystemExit(f"error: {path!r} holds arrays {keys}; name the images 'x'")
+        data = data["x" if "x" in keys else keys[0]]
+    return data
+
+
+def _train_diffusion(args: argparse.Namespace) -> int:
+    from .data import digits_images, membership_split
+    from .reconstruct import cifar_unet_config
+    from .train_diffusion import train_diffusion
+
+    if args.images:
+        images = _load_images(args.images)
+    else:
+        x, _ = digits_images()
+        images = x[membership_split(len(x), 600, 100, 150, 250, seed=args.seed).members]
+    unet_config = cifar_unet_config() if args.unet == "cifar" else None
+    reconstructor = train_diffusion(torch.from_numpy(np.asarray(images)), unet_config=unet_config,
+                                    steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                    max_timestep=args.max_timestep, seed=args.seed, device=args.device,
+                                    checkpoint=args.checkpoint, progress=not args.no_progress)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise SystemExit(f"error: output directory {str(out)!r} is not empty; pass --overwrite to replace it")
+    reconstructor.save_pretrained(out)
+    print(f"saved the diffusion model to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffence", description="Diffence membership-inference defense")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train, defend and attack a digits classifier on this machine")
+    demo.add_argument("--out", default="diffence-demo", help="folder for results.json, plots and report.html")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--ddpm-steps", type=int, default=400, help="DDPM training steps")
+    demo.add_argument("-n", type=int, default=50, help="reconstructions per input")
+    demo.add_argument("-t", type=int, default=100, help="noise step T (the DDPM trains on t <= T)")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=_demo)
+
+    train = sub.add_parser("train-diffusion", help="train a DDPM on the defender's images")
+    train.add_argument("--images", help=".npy/.npz of (S, C, H, W) floats in [0, 1]; default: the digits members")
+    train.add_argument("--out", required=True, help="folder to save the model (save_pretrained layout)")
+    train.add_argument("--unet", choices=("tiny", "cifar"), default="tiny")
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--max-timestep", type=int, default=None,
+                       help="train only on timesteps <= this (Diffence needs <= t)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    train.add_argument("--checkpoint", help="resumable training checkpoint file")
+    train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train_diffusion)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

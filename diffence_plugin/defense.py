@@ -1,0 +1,250 @@
+"""The Diffence defense: reconstruct -> classify -> select, one object, one verb (``defend``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .calibrate import Calibration, interval_scenario1, interval_scenario2
+from .classify import Classifier, classify, looks_like_probabilities, to_log_probabilities
+from .config import DiffenceConfig, Scenario
+from .outputs import Candidates, DefenseOutput
+from .reconstruct import Reconstructor
+from .select import Selection, label_matches, phi, select
+from .validation import as_image_batch, check_image_geometry
+
+
+class Diffence:
+    """Pre-inference membership-inference defense of Tan et al. (NDSS 2025).
+
+    Each input is reconstructed ``n`` times by a diffusion model (noise to step ``t``, DDIM back with
+    stride ``k``), every reconstruction is classified, and one whose label equals the label on the original
+    input is released; accuracy is therefore unchanged (scenarios 1-3).
+
+    Deterministic mode (default): the randomness of each input is derived from its bytes and the secret
+    ``seed``, so querying the same input again returns the same vector. Without it an attacker could query
+    an input many times and average away the defense's randomness.
+
+    Args:
+        reconstructor: the diffusion model (see ``Reconstructor``).
+        n, t, k, scenario, deterministic, seed, max_batch, output: see ``DiffenceConfig``.
+        autocast: optional dtype for the UNet (``torch.bfloat16`` on GPUs).
+        progress: show a progress bar over inputs.
+    """
+
+    def __init__(
+        self,
+        reconstructor: Reconstructor,
+        n: int = 50,
+        t: int = 40,
+        k: int = 10,
+        scenario: Scenario = 1,
+        *,
+        deterministic: bool = True,
+        seed: int = 0,
+        max_batch: int = 1024,
+        output: str = "auto",
+        autocast: torch.dtype | None = None,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(reconstructor, Reconstructor):
+            raise TypeError(f"reconstructor must be a Reconstructor, got {type(reconstructor).__name__}")
+        self.config = DiffenceConfig(n=n, t=t, k=k, scenario=scenario, deterministic=deterministic, seed=seed,
+                                     max_batch=max_batch, output=output)
+        reconstructor.timesteps(t, k)
+        self.reconstructor = reconstructor
+        self.autocast = autocast
+        self.progress = progress
+        self.calibration: Calibration | None = None
+        self._generator = torch.Generator().manual_seed(seed)
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_config(cls, reconstructor: Reconstructor, config: DiffenceConfig, **kwargs) -> "Diffence":
+        return cls(reconstructor, **config.to_dict(), **kwargs)
+
+    def with_config(self, **changes) -> "Diffence":
+        """A new defense sharing this reconstructor, with some settings changed (calibration not copied)."""
+        config = dataclasses.replace(self.config, **changes)
+        return Diffence.from_config(self.reconstructor, config, autocast=self.autocast, progress=self.progress)
+
+    def fingerprint(self) -> str:
+        """Short hash of the diffusion model's config and weights, stored with calibrations."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(json.dumps(dict(self.reconstructor.unet.config), sort_keys=True,
+                                               default=str).encode())
+            for name, tensor in sorted(self.reconstructor.unet.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        x = as_image_batch(x, name)
+        check_image_geometry(x, self.reconstructor.channels, self.reconstructor.image_size, name)
+        return x
+
+    def _randomness(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n, C, H, W) noise and (B,) uniforms: per input from its bytes, or from the running generator."""
+        cfg = self.config
+        shape = (cfg.n, *x.shape[1:])
+        if not cfg.deterministic:
+            noise = torch.randn((x.shape[0], *shape), generator=self._generator)
+            return noise, torch.rand(x.shape[0], generator=self._generator, dtype=torch.float64)
+        noises, us = [], []
+        prefix = f"diffence/{cfg.seed}/{cfg.n}/{cfg.t}/{cfg.k}/{tuple(x.shape[1:])}".encode()
+        for row in x.detach().cpu().contiguous().numpy():
+            seed = int.from_bytes(hashlib.blake2b(prefix + row.tobytes(), digest_size=8).digest(), "little")
+            gen = torch.Generator().manual_seed(seed & ((1 << 63) - 1))
+            noises.append(torch.randn(shape, generator=gen))
+            us.append(torch.rand((), generator=gen, dtype=torch.float64))
+        return torch.stack(noises), torch.stack(us)
+
+    def _log_probs(self, classifier: Classifier, images: torch.Tensor, kind: str, nb_classes: int | None):
+        raw = classify(classifier, images, self.config.max_batch)
+        if nb_classes is not None and raw.shape[-1] != nb_classes:
+            raise ValueError(f"the classifier returned {raw.shape[-1]} classes, expected {nb_classes}")
+        if raw.shape[-1] < 2:
+            raise ValueError(f"the classifier must return at least 2 classes, got {raw.shape[-1]}")
+        return raw, to_log_probabilities(raw, kind)
+
+    def _output_kind(self, raw: torch.Tensor) -> str:
+        if self.config.output != "auto":
+            return self.config.output
+        return "probabilities" if looks_like_probabilities(raw) else "logits"
+
+    def _chunks(self, x: torch.Tensor, desc: str):
+        size = max(1, self.config.max_batch // self.config.n)
+        bar = tqdm(total=x.shape[0], desc=desc, unit="input", disable=None if self.progress else True, leave=False)
+        for start in range(0, x.shape[0], size):
+            chunk = x[start : start + size]
+            yield chunk
+            bar.update(chunk.shape[0])
+        bar.close()
+
+    def _expected_classes(self, nb_classes: int | None) -> int | None:
+        if self.calibration is not None:
+            if nb_classes is not None and nb_classes != self.calibration.nb_classes:
+                raise ValueError(f"nb_classes={nb_classes} but the calibration has {self.calibration.nb_classes}")
+            return self.calibration.nb_classes
+        return nb_classes
+
+    def _process(self, classifier, x, nb_classes, keep_images: bool):
+        """Yield (chunk, Candidates, reconstructions or None) per input chunk; the core loop."""
+        cfg = self.config
+        kind, expected = None, self._expected_classes(nb_classes)
+        device = self.reconstructor.device
+        for chunk in self._chunks(x, "diffence"):
+            chunk = chunk.to(device)
+            raw, original = self._log_probs(classifier, chunk, kind or "logits", expected)
+            if kind is None:
+                kind = self._output_kind(raw)
+                original = to_log_probabilities(raw, kind)
+                expected = raw.shape[-1]
+            noise, u = self._randomness(chunk)
+            images = self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=noise,
+                                                    max_batch=cfg.max_batch, autocast=self.autocast)
+            _, cand = self._log_probs(classifier, images.flatten(0, 1), kind, expected)
+            cands = Candidates(original.cpu(), cand.reshape(*images.shape[:2], -1).cpu(), u)
+            yield chunk, cands, (images if keep_images else None)
+
+    @torch.no_grad()
+    def candidates(self, classifier: Classifier, x: torch.Tensor, nb_classes: int | None = None) -> Candidates:
+        """Reconstruct and classify ``x`` (B, C, H, W) in [0, 1]; selection is left to ``release``."""
+        x = self._check_input(x)
+        return Candidates.cat([cands for _, cands, _ in self._process(classifier, x, nb_classes, False)])
+
+    def release(self, candidates: Candidates) -> Selection:
+        """Apply this defense's selection rule to precomputed candidates (of the same n, t, k and seed)."""
+        if candidates.candidate_log_probs.shape[1] != self.config.n:
+            raise ValueError(f"candidates hold {candidates.candidate_log_probs.shape[1]} reconstructions per "
+                             f"input, this defense uses n={self.config.n}")
+        interval = None
+        if self.config.needs_calibration:
+            if self.calibration is None:
+                raise ValueError(f"scenario {self.config.scenario} needs calibrate() or load_calibration() first")
+            if candidates.nb_classes != self.calibration.nb_classes:
+                raise ValueError(f"the classifier returned {candidates.nb_classes} classes but the calibration "
+                                 f"was made with {self.calibration.nb_classes}")
+            interval = self.calibration.interval
+        return select(self.config.scenario, candidates.original_log_probs, candidates.candidate_log_probs,
+                      candidates.u, interval)
+
+    @torch.no_grad()
+    def defend_detailed(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None,
+                        return_images: bool = False) -> DefenseOutput:
+        """Like ``defend`` but also returns the chosen index, the original labels and optionally the images."""
+        x = self._check_input(x)
+        probs, index, labels, images = [], [], [], []
+        for chunk, cands, recon in self._process(classifier, x, nb_classes, return_images):
+            chosen = self.release(cands)
+            probs.append(chosen.probs.float())
+            index.append(chosen.index)
+            labels.append(cands.original_log_probs.argmax(dim=-1))
+            if return_images:
+                picked = recon[torch.arange(len(chunk), device=recon.device), chosen.index.clamp_min(0).to(recon.device)]
+                keep = (chosen.index < 0).to(recon.device).view(-1, 1, 1, 1)
+                images.append(torch.where(keep, chunk.float(), picked))
+        return DefenseOutput(probs=torch.cat(probs), index=torch.cat(index), labels=torch.cat(labels),
+                             images=torch.cat(images) if return_images else None)
+
+    def defend(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None) -> torch.Tensor:
+        """Defended (B, K) float32 probabilities for images ``x`` (B, C, H, W) in [0, 1]."""
+        return self.defend_detailed(classifier, x, nb_classes=nb_classes).probs
+
+    def purify(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None) -> torch.Tensor:
+        """The selected reconstruction of each input (the input itself where none kept its label)."""
+        return self.defend_detailed(classifier, x, nb_classes=nb_classes, return_images=True).images
+
+    def calibrate(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None = None,
+                  **search) -> Calibration:
+        """Learn the selection interval from inputs the defender knows to be members (and non-members)."""
+        members = self.candidates(classifier, self._check_input(x_members, "x_members"))
+        nonmembers = None
+        if x_nonmembers is not None:
+            nonmembers = self.candidates(classifier, self._check_input(x_nonmembers, "x_nonmembers"),
+                                         nb_classes=members.nb_classes)
+        return self.calibrate_from_candidates(members, nonmembers, **search)
+
+    def calibrate_from_candidates(self, members: Candidates, nonmembers: Candidates | None = None,
+                                  **search) -> Calibration:
+        """Calibrate from precomputed candidates; ``search`` goes to the Scenario 1 grid search."""
+        scenario = self.config.scenario
+        if scenario not in (1, 2):
+            raise ValueError(f"scenario {scenario!r} needs no calibration")
+        def scored(c: Candidates):
+            return (phi(c.candidate_log_probs), label_matches(c.original_log_probs, c.candidate_log_probs),
+                    phi(c.original_log_probs))
+        js = js_undefended = None
+        if scenario == 1:
+            if nonmembers is None:
+                raise ValueError("scenario 1 needs known non-members as well as known members")
+            if nonmembers.nb_classes != members.nb_classes:
+                raise ValueError(f"members have {members.nb_classes} classes, non-members {nonmembers.nb_classes}")
+            lo, hi, js, js_undefended = interval_scenario1(scored(members), scored(nonmembers), **search)
+        else:
+            lo, hi = interval_scenario2(*scored(members)[:2])
+        cfg = self.config
+        self.calibration = Calibration(scenario=scenario, lo=lo, hi=hi, n=cfg.n, t=cfg.t, k=cfg.k,
+                                       nb_classes=members.nb_classes, reconstructor=self.fingerprint(),
+                                       js_divergence=js, js_divergence_undefended=js_undefended)
+        return self.calibration
+
+    def save_calibration(self, path: str | Path) -> None:
+        if self.calibration is None:
+            raise ValueError("nothing to save: call calibrate() first")
+        self.calibration.to_json(path)
+
+    def load_calibration(self, path: str | Path) -> Calibration:
+        """Load a calibration file and check it was made for this configuration and diffusion model."""
+        calibration = Calibration.from_json(path)
+        cfg = self.config
+        calibration.check_compatible(n=cfg.n, t=cfg.t, k=cfg.k, nb_classes=calibration.nb_classes,
+                                     reconstructor=self.fingerprint(), scenario=cfg.scenario)
+        self.calibration = calibration
+        return calibration

@@ -1,0 +1,172 @@
+"""The embedded demo: an overfit digits classifier, attacked with and without Diffence, on a CPU.
+
+Every number is measured in the run: the target and the DDPM are trained here, the attacker fits on its own
+known records, and all attacks are scored on disjoint evaluation records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import digits_images, membership_split
+from .defense import Diffence
+from .evaluate import AttackResult, accuracy, best_attack, threshold_attacks
+from .models import DigitsMLP, train_classifier
+from .outputs import Candidates
+from .train_diffusion import train_diffusion
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes and seeds of the demo; the defaults run in a few minutes on 2 CPU cores."""
+
+    members: int = 300
+    defender: int = 75
+    attacker: int = 75
+    evaluation: int = 150
+    target_epochs: int = 200
+    ddpm_steps: int = 400
+    ddpm_max_timestep: int = 100
+    n: int = 50
+    t: int = 100  # the paper's T = 40 barely perturbs 8x8 digits with 17 grey levels; see docs/results.md
+    k: int = 10
+    seed: int = 0
+    art_attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "shadow_models", "rule_based")
+
+
+@dataclass
+class DefenseRow:
+    """One line of the results table."""
+
+    defense: str
+    train_accuracy: float
+    test_accuracy: float
+    best: AttackResult
+    attacks: list[AttackResult] = field(default_factory=list)
+    labels_kept: float = 1.0
+
+
+def _onehot(y: np.ndarray, k: int) -> np.ndarray:
+    return np.eye(k, dtype=np.float32)[y]
+
+
+def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "diffence-demo",
+             progress: bool = True, log=print) -> dict:
+    """Train, defend, attack; write ``results.json`` and plots to ``out_dir``; return the results."""
+    from diffence_plugin.adapters.art import DiffenceClassifier
+    from diffence_plugin.adapters import art_attacks
+
+    start = time.perf_counter()
+    s = settings
+    torch.manual_seed(s.seed)
+    x, y = digits_images()
+    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed)
+    nb_classes = 10
+
+    log(f"[1/5] training the target MLP on {s.members} members ({s.target_epochs} epochs)")
+    model = train_classifier(DigitsMLP(nb_classes), x[split.members], y[split.members], epochs=s.target_epochs,
+                             seed=s.seed, progress=progress)
+    log(f"[2/5] training the DDPM on the same members ({s.ddpm_steps} steps, t <= {s.ddpm_max_timestep})")
+    reconstructor = train_diffusion(torch.from_numpy(x[split.members]), steps=s.ddpm_steps,
+                                    max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=progress)
+
+    base = Diffence(reconstructor, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits", progress=progress)
+    roles = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
+             "eval_members", "eval_nonmembers")
+    log(f"[3/5] reconstructing {sum(len(getattr(split, r)) for r in roles)} inputs x {s.n} (t={s.t}, k={s.k})")
+    cands: dict[str, Candidates] = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)]))
+                                    for r in roles}
+    defenses = {"3": base}
+    for scenario in (1, 2):
+        d = base.with_config(scenario=scenario)
+        d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
+        defenses[str(scenario)] = d
+
+    log("[4/5] attacking the undefended model and Scenarios 1, 2, 3")
+    with torch.no_grad():
+        undefended = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1).numpy()
+                      for r in roles}
+    released = {"undefended": undefended}
+    kept = {"undefended": 1.0}
+    for name, d in (("scenario_1", defenses["1"]), ("scenario_2", defenses["2"]), ("scenario_3", defenses["3"])):
+        out = {r: d.release(cands[r]) for r in roles}
+        released[name] = {r: o.probs.numpy() for r, o in out.items()}
+        labels = np.concatenate([cands[r].original_log_probs.argmax(-1).numpy() for r in roles])
+        chosen = np.concatenate([released[name][r].argmax(-1) for r in roles])
+        kept[name] = float(np.mean(labels == chosen))
+
+    target = art_attacks.probability_classifier(model, (1, 8, 8), nb_classes)
+    shadow_idx = np.setdiff1d(np.arange(len(x)), np.concatenate([split.members] + [getattr(split, r) for r in roles]))
+    shadow = art_attacks.AttackData(x[shadow_idx], _onehot(y[shadow_idx], nb_classes))
+    rows = []
+    for name, probs in released.items():
+        data = {r: art_attacks.AttackData(x[getattr(split, r)], _onehot(y[getattr(split, r)], nb_classes), probs[r])
+                for r in roles}
+        known = (data["attacker_members"], data["attacker_nonmembers"])
+        evaluation = (data["eval_members"], data["eval_nonmembers"])
+        results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
+        estimator = target if name == "undefended" else DiffenceClassifier(target, defenses[name[-1]])
+        for attack in s.art_attacks:
+            if attack in art_attacks.BLACK_BOX:
+                results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=s.seed))
+            elif attack == "shadow_models":
+                template = art_attacks.probability_classifier(DigitsMLP(nb_classes), (1, 8, 8), nb_classes)
+                results.append(art_attacks.shadow_models(estimator, template, shadow, evaluation, seed=s.seed))
+            elif attack == "rule_based" and name == "undefended":
+                results.append(art_attacks.rule_based(target, evaluation))
+        rows.append(DefenseRow(
+            defense=name,
+            train_accuracy=accuracy(probs["eval_members"], y[split.eval_members]),
+            test_accuracy=accuracy(probs["eval_nonmembers"], y[split.eval_nonmembers]),
+            best=best_attack(results), attacks=results, labels_kept=kept[name]))
+        log(f"      {name}: best-attack AUC {rows[-1].best.auc:.3f}")
+
+    log("[5/5] writing results")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "settings": asdict(s),
+        "calibration": {k: asdict(defenses[k].calibration) for k in ("1", "2")},
+        "rows": [dict(defense=r.defense, train_accuracy=r.train_accuracy, test_accuracy=r.test_accuracy,
+                      labels_kept=r.labels_kept, best=r.best.to_dict(), attacks=[a.to_dict() for a in r.attacks])
+                 for r in rows],
+        "seconds": time.perf_counter() - start,
+        "torch": torch.__version__,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    from .report import write_report
+    write_report(results, released, {r: y[getattr(split, r)] for r in roles}, out)
+    return results
+
+
+def format_table(results: dict) -> str:
+    """The demo's main table as Markdown (also readable in a terminal)."""
+    head = ("| defense | test acc | train acc | labels kept | best AUC | best attack acc | TPR@0.1%FPR | "
+            "TNR@0.1%FNR |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in results["rows"]:
+        b = r["best"]
+        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {r['train_accuracy']:.4f} | "
+                     f"{100 * r['labels_kept']:.1f}% | {b['auc']:.3f} | {b['accuracy']:.3f} | "
+                     f"{100 * b['tpr_at_low_fpr']:.1f}% | {100 * b['tnr_at_low_fnr']:.1f}% |")
+    return "\n".join(lines)
+
+
+def format_attack_table(results: dict) -> str:
+    """AUC of every attack (rows) under every defense (columns)."""
+    names = [r["defense"] for r in results["rows"]]
+    attacks = [a["attack"] for a in results["rows"][0]["attacks"]]
+    lines = ["| attack AUC | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for attack in attacks:
+        cells = []
+        for r in results["rows"]:
+            hit = [a for a in r["attacks"] if a["attack"] == attack]
+            cells.append(f"{hit[0]['auc']:.3f}" if hit else "same labels")
+        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

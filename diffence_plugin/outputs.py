@@ -1,0 +1,41 @@
+"""Named results of the pipeline's steps; shapes in the comments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Everything selection needs for a batch, so several selection rules can share one reconstruction."""
+
+    original_log_probs: torch.Tensor  # (B, K) float64, classifier on the original inputs
+    candidate_log_probs: torch.Tensor  # (B, N, K) float64, classifier on the reconstructions
+    u: torch.Tensor  # (B,) float64 uniform numbers driving the random choice of each input
+
+    def __len__(self) -> int:
+        return self.original_log_probs.shape[0]
+
+    @property
+    def nb_classes(self) -> int:
+        return self.original_log_probs.shape[-1]
+
+    @staticmethod
+    def cat(parts: list["Candidates"]) -> "Candidates":
+        return Candidates(
+            original_log_probs=torch.cat([p.original_log_probs for p in parts]),
+            candidate_log_probs=torch.cat([p.candidate_log_probs for p in parts]),
+            u=torch.cat([p.u for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class DefenseOutput:
+    """What the defense released for a batch."""
+
+    probs: torch.Tensor  # (B, K) float32 released probability vectors
+    index: torch.Tensor  # (B,) chosen reconstruction; -1 where the original prediction was released
+    labels: torch.Tensor  # (B,) argmax on the original inputs (equal to probs.argmax for scenarios 1-3)
+    images: torch.Tensor | None = None  # (B, C, H, W) chosen reconstruction (the input where index == -1)

@@ -1,0 +1,72 @@
+"""Plots and a self-contained HTML report of an evaluation (matplotlib, no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .select import phi  # noqa: E402
+
+
+def plot_phi_histograms(released: dict, path: Path) -> Path:
+    """One panel per defense: phi of the released vectors for evaluation members vs non-members (Fig. 4)."""
+    fig, axes = plt.subplots(1, len(released), figsize=(4 * len(released), 3), sharey=True, squeeze=False)
+    for ax, (name, probs) in zip(axes[0], released.items()):
+        for role, colour in (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue")):
+            scores = phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
+            ax.hist(np.clip(scores, -5, 40), bins=40, alpha=0.55, color=colour, density=True,
+                    label=role.replace("eval_", ""))
+        ax.set_title(name)
+        ax.set_xlabel("phi = log(p_max / (1 - p_max))")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_best_auc(results: dict, path: Path) -> Path:
+    """Bar chart of the best-attack AUC per defense."""
+    names = [r["defense"] for r in results["rows"]]
+    aucs = [r["best"]["auc"] for r in results["rows"]]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(names, aucs, color=["tab:gray"] + ["tab:green"] * (len(names) - 1))
+    ax.axhline(0.5, color="black", lw=0.8, ls="--")
+    ax.set_ylim(0.45, max(aucs) + 0.05)
+    ax.set_ylabel("best-attack AUC")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> Path:
+    """Write ``phi_histograms.png``, ``best_auc.png`` and ``report.html`` (images inlined) to ``out_dir``."""
+    from .demo import format_attack_table, format_table
+
+    images = [plot_phi_histograms(released, out_dir / "phi_histograms.png"), plot_best_auc(results, out_dir / "best_auc.png")]
+    def table(markdown: str) -> str:
+        rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
+        cells = lambda r, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r)
+        return ("<table><tr>" + cells(rows[0], "th") + "</tr>"
+                + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "</table>")
+    pictures = "".join(
+        f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Diffence evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%;margin:1em 0}}</style></head>
+<body><h1>Diffence evaluation</h1><p>{html.escape(str(results['settings']))}</p>
+<h2>Best attack per defense</h2>{table(format_table(results))}
+<h2>Every attack</h2>{table(format_attack_table(results))}
+{pictures}<p>Run time: {results['seconds']:.0f} s, torch {html.escape(results['torch'])}.</p></body></html>"""
+    path = out_dir / "report.html"
+    path.write_text(page)
+    return path

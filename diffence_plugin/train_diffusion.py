@@ -1,0 +1,110 @@
+"""Training the defender's DDPM on its own (member) data: epsilon loss, EMA weights, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from .reconstruct import Reconstructor, default_scheduler, tiny_unet_config
+from .validation import as_image_batch
+
+
+def train_diffusion(
+    images: torch.Tensor,
+    *,
+    unet_config: dict | None = None,
+    steps: int = 2000,
+    batch_size: int = 128,
+    lr: float = 2e-4,
+    max_timestep: int | None = None,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 500,
+    progress: bool = True,
+) -> Reconstructor:
+    """Train a diffusers ``UNet2DModel`` with the DDPM epsilon loss and return its EMA weights.
+
+    Args:
+        images: (S, C, H, W) float images in [0, 1], the defender's own data.
+        unet_config: ``UNet2DModel`` arguments; default ``tiny_unet_config`` for the images' shape.
+        steps: optimiser steps in total (a resumed run continues up to this number).
+        max_timestep: sample training timesteps in [0, max_timestep] only. Diffence denoises from t = 40
+            at most, so a low-noise specialist (e.g. ``max_timestep=t``) learns what it needs far faster.
+        ema_decay: decay of the exponential moving average whose weights are returned.
+        checkpoint: file to resume from and save to every ``checkpoint_every`` steps (written atomically).
+    """
+    x = as_image_batch(images, "images")
+    scheduler = default_scheduler()
+    top = scheduler.config.num_train_timesteps - 1
+    if max_timestep is None:
+        max_timestep = top
+    if not 0 <= max_timestep <= top:
+        raise ValueError(f"max_timestep must lie in [0, {top}], got {max_timestep}")
+    if steps < 0 or batch_size < 1 or checkpoint_every < 1:
+        raise ValueError(f"steps must be >= 0, batch_size and checkpoint_every >= 1; got {steps}, {batch_size}, "
+                         f"{checkpoint_every}")
+    unet_config = dict(unet_config or tiny_unet_config(x.shape[-1], x.shape[1]))
+    settings = dict(unet_config=unet_config, batch_size=batch_size, lr=lr, max_timestep=max_timestep,
+                    ema_decay=ema_decay, seed=seed, images=list(x.shape))
+    torch.manual_seed(seed)
+    unet = UNet2DModel(**unet_config).to(device)
+    if unet.config.in_channels != x.shape[1] or unet.config.sample_size != x.shape[-1]:
+        raise ValueError(f"unet_config is for {unet.config.in_channels}x{unet.config.sample_size}px images, "
+                         f"data are {x.shape[1]}x{x.shape[-1]}px")
+    ema = AveragedModel(unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        saved = json.loads(state["settings"])
+        if saved != json.loads(json.dumps(settings)):
+            raise ValueError(f"checkpoint {str(checkpoint)!r} was made with other settings: {saved}")
+        unet.load_state_dict(state["unet"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        step = int(state["step"])
+    data = x.to(device) * 2 - 1
+    alphas = scheduler.alphas_cumprod.to(device)
+    unet.train()
+    bar = tqdm(total=steps, initial=min(step, steps), desc="ddpm", unit="step", disable=None if progress else True, leave=False)
+    while step < steps:
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
+        t = torch.randint(0, max_timestep + 1, (batch_size,), generator=gen).to(device)
+        noise = torch.randn((batch_size, *data.shape[1:]), generator=gen).to(device)
+        abar = alphas[t].view(-1, 1, 1, 1)
+        noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
+        loss = F.mse_loss(unet(noisy, t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        ema.update_parameters(unet)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == steps):
+            _save_checkpoint(Path(checkpoint), dict(unet=unet.state_dict(), ema=ema.state_dict(),
+                                                    optimizer=optimizer.state_dict(), generator=gen.get_state(),
+                                                    step=step, settings=json.dumps(settings)))
+    bar.close()
+    final = UNet2DModel(**unet_config)
+    final.load_state_dict(ema.module.state_dict())
+    return Reconstructor(final.to(device), scheduler)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

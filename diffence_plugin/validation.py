@@ -1,0 +1,46 @@
+"""Checks on user inputs that name the problem, shared by every entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def as_image_batch(x: torch.Tensor | np.ndarray, name: str = "x") -> torch.Tensor:
+    """Return ``x`` as a float32 (B, C, H, W) tensor in [0, 1], or raise naming what is wrong.
+
+    float64 and float16/bfloat16 are converted to float32; integer and boolean inputs are rejected
+    because their range is ambiguous (0..255 or 0..1): scale them to [0, 1] first.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; Diffence expects floating-point images in [0, 1] "
+            "(divide integer pixels by their maximum, e.g. 255, first)"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got rank {x.dim()} shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    x = x.float()
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return x
+
+
+def check_image_geometry(x: torch.Tensor, channels: int, size: int, name: str = "x") -> None:
+    """Raise if ``x`` does not have the channel count and square size the diffusion model was built for."""
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} has {x.shape[1]} channel(s) but the diffusion model expects {channels}")
+    if tuple(x.shape[2:]) != (size, size):
+        raise ValueError(
+            f"{name} has spatial size {tuple(x.shape[2:])} but the diffusion model expects ({size}, {size})"
+        )

@@ -1,0 +1,157 @@
+"""The diffusion maths against float64 references written from the formulas (REFERENCE.md section 1)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffence_plugin import Reconstructor
+from diffence_plugin.reconstruct import default_scheduler
+
+from .conftest import make_reconstructor
+
+
+def alpha_bar_float64(t: int) -> float:
+    """abar_t = prod_{i<=t} (1 - beta_i), linear betas 1e-4..0.02 over 1000 steps (diffusers indexing)."""
+    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
+    return float(np.prod(1.0 - betas[: t + 1]))
+
+
+def test_alpha_bar_matches_formula_and_reference_value():
+    scheduler = default_scheduler()
+    for t in (0, 10, 40, 500, 999):
+        assert float(scheduler.alphas_cumprod[t]) == pytest.approx(alpha_bar_float64(t), rel=1e-5)
+    assert alpha_bar_float64(40) == pytest.approx(0.98, abs=0.002)
+
+
+def test_forward_noise_is_the_closed_form(reconstructor):
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 8, 8, generator=gen) * 2 - 1
+    eps = torch.randn(4, 1, 8, 8, generator=gen)
+    for t in (10, 40, 300):
+        abar = alpha_bar_float64(t)
+        expected = math.sqrt(abar) * x0.double() + math.sqrt(1 - abar) * eps.double()
+        got = reconstructor.add_noise(x0, eps, t)
+        torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def ddim_reference(unet, x: torch.Tensor, noise: torch.Tensor, t: int, k: int, clip: bool) -> torch.Tensor:
+    """Float64 DDIM (eta = 0) from the formulas; only the UNet runs in float32."""
+    x0 = x.double() * 2 - 1
+    abar = alpha_bar_float64
+    sample = math.sqrt(abar(t)) * x0 + math.sqrt(1 - abar(t)) * noise.double()
+    steps = list(range(t, 0, -k))
+    for i, step in enumerate(steps):
+        with torch.no_grad():
+            eps = unet(sample.float(), step).sample.double()
+        pred_x0 = (sample - math.sqrt(1 - abar(step)) * eps) / math.sqrt(abar(step))
+        if clip:
+            pred_x0 = pred_x0.clamp(-1, 1)
+        if i == len(steps) - 1:
+            sample = pred_x0
+        else:
+            prev = step - k
+            sample = math.sqrt(abar(prev)) * pred_x0 + math.sqrt(1 - abar(prev)) * eps
+    return ((sample.clamp(-1, 1) + 1) / 2)
+
+
+@pytest.mark.parametrize("t,k", [(40, 10), (30, 15), (20, 20)])
+def test_ddim_matches_float64_reference(reconstructor, t, k):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 1, 8, 8, generator=gen)
+    noise = torch.randn(3, 2, 1, 8, 8, generator=gen)
+    got = reconstructor.reconstruct(x, 2, t, k, noise=noise)
+    clip = bool(reconstructor.scheduler.config.clip_sample)
+    expected = ddim_reference(reconstructor.unet, x.repeat_interleave(2, 0), noise.reshape(6, 1, 8, 8), t, k, clip)
+    torch.testing.assert_close(got.reshape(6, 1, 8, 8).double(), expected, atol=2e-5, rtol=1e-4)
+
+
+def test_unet_called_once_per_ddim_step_at_the_right_timesteps(reconstructor):
+    seen = []
+    hook = reconstructor.unet.register_forward_pre_hook(lambda m, args: seen.append(int(args[1])))
+    try:
+        reconstructor.reconstruct(torch.rand(2, 1, 8, 8), 3, 40, 10, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert seen == [40, 30, 20, 10]
+
+
+def test_t_zero_returns_the_input(reconstructor, images):
+    out = reconstructor.reconstruct(images, 3, 0, 10)
+    assert out.shape == (6, 3, 1, 8, 8)
+    for j in range(3):
+        torch.testing.assert_close(out[:, j], images)
+
+
+def test_chunking_does_not_change_results_and_bounds_batch(reconstructor, images):
+    noise = torch.randn(6, 5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    hook = reconstructor.unet.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        small = reconstructor.reconstruct(images, 5, 40, 10, noise=noise, max_batch=7)
+    finally:
+        hook.remove()
+    big = reconstructor.reconstruct(images, 5, 40, 10, noise=noise, max_batch=1000)
+    torch.testing.assert_close(small, big, atol=1e-5, rtol=1e-5)
+    assert max(sizes) <= 7
+
+
+def test_generator_makes_runs_reproducible(reconstructor, images):
+    a = reconstructor.reconstruct(images, 2, 40, 10, generator=torch.Generator().manual_seed(5))
+    b = reconstructor.reconstruct(images, 2, 40, 10, generator=torch.Generator().manual_seed(5))
+    c = reconstructor.reconstruct(images, 2, 40, 10, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_bad_schedule_arguments_are_named(reconstructor, images):
+    with pytest.raises(ValueError, match="multiple of k"):
+        reconstructor.reconstruct(images, 2, 45, 10)
+    with pytest.raises(ValueError, match="DDIM stride"):
+        reconstructor.reconstruct(images, 1, 300, 300)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        reconstructor.reconstruct(images, 0, 40, 10)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        reconstructor.reconstruct(images, 2, 40, 10, noise=torch.zeros(6, 3, 1, 8, 8))
+    with pytest.raises(ValueError, match="channel"):
+        reconstructor.reconstruct(torch.rand(2, 3, 8, 8), 2, 40, 10)
+    with pytest.raises(ValueError, match="spatial size"):
+        reconstructor.reconstruct(torch.rand(2, 1, 16, 16), 2, 40, 10)
+
+
+def test_save_and_load_roundtrip(tmp_path, images):
+    rec = make_reconstructor(seed=3)
+    rec.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = Reconstructor.from_pretrained(tmp_path / "model")
+    noise = torch.randn(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rec.reconstruct(images, 2, 40, 10, noise=noise),
+                               loaded.reconstruct(images, 2, 40, 10, noise=noise))
+
+
+def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing unet/config.json"):
+        Reconstructor.from_pretrained(tmp_path / "nothing")
+    rec = make_reconstructor()
+    rec.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="scheduler/scheduler_config.json"):
+        Reconstructor.from_pretrained(tmp_path / "m")
+    rec.save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        Reconstructor.from_pretrained(tmp_path / "c")
+
+
+def test_constructor_rejects_non_unet_and_non_epsilon_schedules():
+    from diffusers import DDPMScheduler
+
+    with pytest.raises(TypeError, match="UNet2DModel"):
+        Reconstructor(torch.nn.Linear(2, 2))
+    rec = make_reconstructor()
+    with pytest.raises(ValueError, match="epsilon"):
+        Reconstructor(rec.unet, DDPMScheduler(prediction_type="v_prediction"))
