@@ -4,7 +4,8 @@
   It returns the selected reconstruction; ART then classifies it once more (a preprocessor cannot return
   probabilities). Gradients pass straight through (BPDA identity), so ``loss_gradient`` works; an adaptive
   attacker would need more than that estimate to differentiate through the diffusion model.
-- ``DiffenceClassifier``: an ART classifier wrapping an existing one. ``predict`` runs the defense once per
+- ``DefendedClassifier``: an ART classifier wrapping an existing one behind a whole ``DefensePipeline``;
+  ``DiffenceClassifier`` is the same with Diffence alone. ``predict`` runs the defense once per
   input and releases the selected probability vector; ``compute_loss`` is computed from those released
   vectors, so loss-based membership attacks see the defense (ART's own ``compute_loss`` skips
   postprocessing).
@@ -27,6 +28,7 @@ from art.estimators.classification.pytorch import PyTorchClassifier
 from art.estimators.estimator import BaseEstimator
 
 from diffence_plugin import Diffence
+from diffence_plugin.pipeline import DefensePipeline
 from diffence_plugin.validation import as_image_batch
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -94,36 +96,39 @@ def _labels(y: np.ndarray, nb_classes: int, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-class DiffenceClassifier(ClassifierMixin, BaseEstimator):
-    """An ART classifier that answers every query through Diffence.
+class DefendedClassifier(ClassifierMixin, BaseEstimator):
+    """An ART classifier that answers every query through a ``DefensePipeline``.
+
+    ``predict`` runs the pipeline once per input (each stage once) and ``compute_loss`` is the
+    cross-entropy of what it releases, so prediction- and loss-based attacks both see every stage,
+    post-inference ones included (ART's own ``compute_loss`` skips postprocessing).
 
     Args:
         estimator: a fitted ART classifier (e.g. ``PyTorchClassifier``) without postprocessing defences;
-            put those on this wrapper instead so that they run after selection.
-        diffence: the (calibrated, for scenarios 1 and 2) defense.
+            put those in the pipeline or on this wrapper, so that they run after the defense.
+        pipeline: the defenses; its classifier is ``estimator``'s model.
         postprocessing_defences: ART postprocessors applied to the released probabilities.
-
-    The released vectors are probabilities (softmax of logits), as the paper's threat model assumes.
     """
 
-    estimator_params = BaseEstimator.estimator_params + ["estimator", "diffence"]
+    estimator_params = BaseEstimator.estimator_params + ["estimator", "pipeline"]
 
-    def __init__(self, estimator: BaseEstimator, diffence: Diffence, *, postprocessing_defences=None) -> None:
+    def __init__(self, estimator: BaseEstimator, pipeline: DefensePipeline, *, postprocessing_defences=None) -> None:
         if not (isinstance(estimator, ClassifierMixin) and isinstance(estimator, BaseEstimator)):
             raise TypeError(f"estimator must be an ART classifier, got {type(estimator).__name__}")
-        if not isinstance(diffence, Diffence):
-            raise TypeError(f"diffence must be a Diffence, got {type(diffence).__name__}")
+        if not isinstance(pipeline, DefensePipeline):
+            raise TypeError(f"pipeline must be a DefensePipeline, got {type(pipeline).__name__}")
         if estimator.postprocessing_defences:
             names = [type(d).__name__ for d in estimator.postprocessing_defences]
             raise ValueError(f"the wrapped estimator has postprocessing defences {names}; pass them to "
-                             "DiffenceClassifier(postprocessing_defences=...) so they run after selection")
+                             f"{type(self).__name__}(postprocessing_defences=...) so they run after the defense")
         if any(isinstance(d, DiffencePreprocessor) for d in estimator.preprocessing_defences or []):
             raise ValueError("the wrapped estimator already applies DiffencePreprocessor; wrap the undefended one")
         super().__init__(model=estimator.model, clip_values=estimator.clip_values, preprocessing_defences=None,
                          postprocessing_defences=postprocessing_defences, preprocessing=None)
         self.estimator = estimator
-        self.diffence = diffence
+        self.pipeline = pipeline
         self.nb_classes = estimator.nb_classes
+        pipeline._bind(self._scores)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -141,18 +146,25 @@ class DiffenceClassifier(ClassifierMixin, BaseEstimator):
 
     def defended_probabilities(self, x: np.ndarray) -> np.ndarray:
         """Released (B, K) float32 probabilities before this wrapper's postprocessing defences."""
-        x = as_image_batch(x)
-        return self.diffence.defend(self._scores, x, nb_classes=self.nb_classes).cpu().numpy()
+        probs = self.pipeline.run(self._scores, as_image_batch(x))
+        if probs.shape[-1] != self.nb_classes:
+            raise ValueError(f"the pipeline released {probs.shape[-1]} classes, the estimator has {self.nb_classes}")
+        return probs.cpu().numpy()
 
     def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs) -> np.ndarray:
         """Defended probabilities, then any postprocessing defences of this wrapper."""
         return self._apply_postprocessing(self.defended_probabilities(x), fit=False)
 
     def fit(self, x: np.ndarray, y: np.ndarray, **kwargs) -> None:
-        """Fit the wrapped estimator; the defense's calibration then no longer matches and must be redone."""
+        """Fit the wrapped estimator; defenses fitted on its old outputs must then be fitted again."""
         self.estimator.fit(x, y, **kwargs)
-        if self.diffence.calibration is not None:
-            warnings.warn("the wrapped estimator was refitted: recalibrate the Diffence defense", stacklevel=2)
+        warnings.warn("the wrapped estimator was refitted: fit the pipeline's defenses again", stacklevel=2)
+
+    def fit_defenses(self, x_members: np.ndarray, x_nonmembers: np.ndarray | None = None) -> None:
+        """Fit (calibrate) every defense of the pipeline on known members and non-members."""
+        self.pipeline.fit(as_image_batch(x_members, "x_members"),
+                          None if x_nonmembers is None else as_image_batch(x_nonmembers, "x_nonmembers"),
+                          classifier=self._scores)
 
     def compute_loss_from_predictions(self, pred: np.ndarray, y: np.ndarray, reduction: str = "none",
                                       **kwargs) -> np.ndarray:
@@ -171,3 +183,13 @@ class DiffenceClassifier(ClassifierMixin, BaseEstimator):
     def compute_loss(self, x: np.ndarray, y: np.ndarray, reduction: str = "none", **kwargs) -> np.ndarray:
         """Loss of what the defense releases (after postprocessing), as a loss-based attacker observes it."""
         return self.compute_loss_from_predictions(self.predict(x), y, reduction=reduction)
+
+
+class DiffenceClassifier(DefendedClassifier):
+    """``DefendedClassifier`` with Diffence as its only defense: ``DiffenceClassifier(estimator, diffence)``."""
+
+    def __init__(self, estimator: BaseEstimator, diffence: Diffence, *, postprocessing_defences=None) -> None:
+        if not isinstance(diffence, Diffence):
+            raise TypeError(f"diffence must be a Diffence, got {type(diffence).__name__}")
+        super().__init__(estimator, DefensePipeline(pre=[diffence]), postprocessing_defences=postprocessing_defences)
+        self.diffence = diffence

@@ -1,4 +1,4 @@
-"""Time reconstruction + classification + selection per input (ms/input), on CPU and, if present, CUDA.
+"""Time Diffence (reconstruction + classification + selection) and MemGuard per input, on CPU and CUDA.
 
 The UNet is the DDPM CIFAR-10 UNet (35.7 M parameters, random weights: speed does not depend on them) or,
 with --tiny, the small digits UNet; the classifier is a small CNN. Usage:
@@ -17,7 +17,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
-from diffence_plugin import Diffence, Reconstructor, cifar_unet_config, tiny_unet_config
+from diffence_plugin import Diffence, MemGuard, Reconstructor, cifar_unet_config, tiny_unet_config
 
 
 def small_cnn(channels: int, classes: int = 10) -> nn.Module:
@@ -50,6 +50,21 @@ def measure(device: str, args: argparse.Namespace) -> dict:
                 torch=torch.__version__)
 
 
+def measure_memguard(device_count: int, classes: int = 10, seed: int = 0) -> dict:
+    """MemGuard's cost per input (CPU): its attack model fitted on 500 + 500 vectors, then a batch perturbed."""
+    gen = torch.Generator().manual_seed(seed)
+    members = torch.softmax(torch.randn(500, classes, generator=gen) * 6, -1)
+    nonmembers = torch.softmax(torch.randn(500, classes, generator=gen) * 2, -1)
+    guard = MemGuard(seed=seed).fit_probabilities(members, nonmembers)
+    queries = torch.softmax(torch.randn(device_count, classes, generator=gen) * 4, -1)
+    start = time.perf_counter()
+    out = guard.perturb(queries)
+    seconds = time.perf_counter() - start
+    return dict(device="cpu", defense="memguard", inputs=device_count, classes=classes,
+                ms_per_input=1000 * seconds / device_count, found=float(out.found.float().mean()),
+                threads=torch.get_num_threads(), torch=torch.__version__)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=2)
@@ -58,6 +73,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--tiny", action="store_true", help="use the small digits UNet instead of the CIFAR one")
+    parser.add_argument("--memguard-inputs", type=int, default=1000, help="queries for MemGuard's timing (0: skip)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -67,6 +83,12 @@ def main() -> None:
     for r in rows:
         print(f"| {r['device']} | {r['unet']} | {r['inputs']} | {r['n']} | {r['t']} | {r['k']} | "
               f"{r['ms_per_input']:.1f} | {r['images_per_s']:.0f} |")
+    if args.memguard_inputs:
+        guard = measure_memguard(args.memguard_inputs)
+        print(f"\n| defense | device | inputs | classes | ms/input | noise found |\n|---|---|---|---|---|---|\n"
+              f"| memguard | cpu | {guard['inputs']} | {guard['classes']} | {guard['ms_per_input']:.2f} | "
+              f"{100 * guard['found']:.0f}% |")
+        rows.append(guard)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -201,6 +201,13 @@ class Diffence:
         """The selected reconstruction of each input (the input itself where none kept its label)."""
         return self.defend_detailed(classifier, x, nb_classes=nb_classes, return_images=True).images
 
+    def fit(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None = None,
+            **search) -> "Diffence":
+        """Pipeline verb: calibrate when the scenario needs it (1 and 2); scenarios 3 and "mean" learn nothing."""
+        if self.config.needs_calibration:
+            self.calibrate(classifier, x_members, x_nonmembers if self.config.scenario == 1 else None, **search)
+        return self
+
     def calibrate(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None = None,
                   **search) -> Calibration:
         """Learn the selection interval from inputs the defender knows to be members (and non-members)."""

@@ -18,7 +18,9 @@ from .data import digits_images, membership_split
 from .defense import Diffence
 from .evaluate import AttackResult, accuracy, best_attack, threshold_attacks
 from .models import DigitsMLP, train_classifier
+from .memguard import MemGuard
 from .outputs import Candidates
+from .pipeline import DefensePipeline
 from .train_diffusion import train_diffusion
 
 
@@ -38,6 +40,7 @@ class DemoSettings:
     k: int = 10
     seed: int = 0
     art_attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "shadow_models", "rule_based")
+    memguard: bool = True  # rows for MemGuard alone and Diffence (scenario 1) + MemGuard
 
 
 @dataclass
@@ -59,7 +62,7 @@ def _onehot(y: np.ndarray, k: int) -> np.ndarray:
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "diffence-demo",
              progress: bool = True, log=print) -> dict:
     """Train, defend, attack; write ``results.json`` and plots to ``out_dir``; return the results."""
-    from diffence_plugin.adapters.art import DiffenceClassifier
+    from diffence_plugin.adapters.art import DefendedClassifier
     from diffence_plugin.adapters import art_attacks
 
     start = time.perf_counter()
@@ -88,20 +91,30 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
         d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
         defenses[str(scenario)] = d
 
-    log("[4/5] attacking the undefended model and Scenarios 1, 2, 3")
+    log("[4/5] attacking the undefended model, Scenarios 1, 2, 3 and MemGuard")
     with torch.no_grad():
         undefended = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1).numpy()
                       for r in roles}
     released = {"undefended": undefended}
-    kept = {"undefended": 1.0}
     for name, d in (("scenario_1", defenses["1"]), ("scenario_2", defenses["2"]), ("scenario_3", defenses["3"])):
-        out = {r: d.release(cands[r]) for r in roles}
-        released[name] = {r: o.probs.numpy() for r, o in out.items()}
-        labels = np.concatenate([cands[r].original_log_probs.argmax(-1).numpy() for r in roles])
-        chosen = np.concatenate([released[name][r].argmax(-1) for r in roles])
-        kept[name] = float(np.mean(labels == chosen))
+        released[name] = {r: d.release(cands[r]).probs.numpy() for r in roles}
+    memguards = {}
+    if s.memguard:
+        log("      fitting MemGuard on the defender's records (alone, and after Diffence scenario 1)")
+        for name, source in (("memguard", "undefended"), ("diffence+memguard", "scenario_1")):
+            guard = MemGuard(seed=s.seed).fit_probabilities(torch.from_numpy(released[source]["defender_members"]),
+                                                           torch.from_numpy(released[source]["defender_nonmembers"]))
+            released[name] = {r: guard(None, torch.from_numpy(released[source][r])).numpy() for r in roles}
+            memguards[name] = guard
+    labels = np.concatenate([cands[r].original_log_probs.argmax(-1).numpy() for r in roles])
+    kept = {name: float(np.mean(labels == np.concatenate([probs[r].argmax(-1) for r in roles])))
+            for name, probs in released.items()}
 
     target = art_attacks.probability_classifier(model, (1, 8, 8), nb_classes)
+    pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[str(k)]]) for k in (1, 2, 3)}
+    if s.memguard:
+        pipelines["memguard"] = DefensePipeline(post=[memguards["memguard"]])
+        pipelines["diffence+memguard"] = DefensePipeline(pre=[defenses["1"]], post=[memguards["diffence+memguard"]])
     shadow_idx = np.setdiff1d(np.arange(len(x)), np.concatenate([split.members] + [getattr(split, r) for r in roles]))
     shadow = art_attacks.AttackData(x[shadow_idx], _onehot(y[shadow_idx], nb_classes))
     rows = []
@@ -111,7 +124,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
         known = (data["attacker_members"], data["attacker_nonmembers"])
         evaluation = (data["eval_members"], data["eval_nonmembers"])
         results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
-        estimator = target if name == "undefended" else DiffenceClassifier(target, defenses[name[-1]])
+        estimator = target if name == "undefended" else DefendedClassifier(target, pipelines[name])
         for attack in s.art_attacks:
             if attack in art_attacks.BLACK_BOX:
                 results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=s.seed))

@@ -19,11 +19,13 @@ from .select import phi  # noqa: E402
 def plot_phi_histograms(released: dict, path: Path) -> Path:
     """One panel per defense: phi of the released vectors for evaluation members vs non-members (Fig. 4)."""
     fig, axes = plt.subplots(1, len(released), figsize=(4 * len(released), 3), sharey=True, squeeze=False)
+    roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
     for ax, (name, probs) in zip(axes[0], released.items()):
-        for role, colour in (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue")):
-            scores = phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
-            ax.hist(np.clip(scores, -5, 40), bins=40, alpha=0.55, color=colour, density=True,
-                    label=role.replace("eval_", ""))
+        scores = {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
+                  for role, _ in roles}
+        edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=30)
+        for role, colour in roles:
+            ax.hist(scores[role], bins=edges, alpha=0.55, color=colour, density=True, label=role.replace("eval_", ""))
         ax.set_title(name)
         ax.set_xlabel("phi = log(p_max / (1 - p_max))")
     axes[0][0].legend()

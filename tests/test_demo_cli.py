@@ -28,7 +28,8 @@ def test_demo_writes_results_report_and_plots(demo_results):
 
 def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
     rows = demo_results[0]["rows"]
-    assert [r["defense"] for r in rows] == ["undefended", "scenario_1", "scenario_2", "scenario_3"]
+    assert [r["defense"] for r in rows] == ["undefended", "scenario_1", "scenario_2", "scenario_3", "memguard",
+                                           "diffence+memguard"]
     assert len({r["test_accuracy"] for r in rows}) == 1
     assert len({r["train_accuracy"] for r in rows}) == 1
     assert all(r["labels_kept"] == 1.0 for r in rows)
@@ -38,7 +39,7 @@ def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
 
 def test_tables_have_one_line_per_defense_and_attack(demo_results):
     results = demo_results[0]
-    assert len(format_table(results).splitlines()) == 2 + 4
+    assert len(format_table(results).splitlines()) == 2 + 6
     assert "same labels" in format_attack_table(results)
 
 

@@ -1,0 +1,33 @@
+"""Built-in defenses, registered like any other plugin: Diffence (pre-inference) and MemGuard (post)."""
+
+from __future__ import annotations
+
+from .hookspecs import hookimpl
+
+
+def _diffence(reconstructor=None, path=None, calibration=None, **config):
+    from .defense import Diffence
+    from .reconstruct import Reconstructor
+
+    if (reconstructor is None) == (path is None):
+        raise ValueError("the 'diffence' defense needs exactly one of reconstructor= or path= (a saved model)")
+    defense = Diffence(reconstructor or Reconstructor.from_pretrained(path), **config)
+    if calibration is not None:
+        defense.load_calibration(calibration)
+    return defense
+
+
+def _memguard(**options):
+    from .memguard import MemGuard
+
+    return MemGuard(**options)
+
+
+@hookimpl
+def diffence_register_pre_inference(register):
+    register("diffence", _diffence)
+
+
+@hookimpl
+def diffence_register_post_inference(register):
+    register("memguard", _memguard)

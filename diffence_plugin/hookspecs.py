@@ -1,0 +1,53 @@
+"""Extension points of diffence-plugin (pluggy project name ``diffence_plugin``).
+
+Two kinds of hooks:
+
+- ``diffence_register_*(register)``: a plugin calls ``register(name, factory)`` once per defense it offers,
+  at one of the three stages of the paper's Figure 2 (training, pre-inference, post-inference).
+  ``factory(**options)`` builds the defense object; the host owns the registry and refuses duplicates.
+- ``diffence_pre_inference`` / ``diffence_post_inference``: ordered call hooks applied by every
+  ``DefensePipeline`` around its own stages. Each implementation returns a new value (or None to pass);
+  they run in pluggy's order (``tryfirst``/``trylast``, then last registered first), each seeing the previous
+  one's output.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("diffence_plugin")
+hookimpl = pluggy.HookimplMarker("diffence_plugin")
+
+
+@hookspec
+def diffence_register_training_defenses(register):
+    """Call ``register(name, factory)`` for each training-time defense (trains or wraps a target model)."""
+
+
+@hookspec
+def diffence_register_pre_inference(register):
+    """Call ``register(name, factory)`` for each pre-inference defense.
+
+    The factory's object has ``defend(classifier, x) -> (B, K) probabilities`` and optionally
+    ``fit(classifier, x_members, x_nonmembers)``.
+    """
+
+
+@hookspec
+def diffence_register_post_inference(register):
+    """Call ``register(name, factory)`` for each post-inference defense.
+
+    The factory's object is called as ``defense(x, probs) -> probs`` and optionally has
+    ``fit(upstream, x_members, x_nonmembers)``, where ``upstream(x)`` returns the probabilities of the
+    pipeline before this stage, and ``bind(classifier)`` to receive the undefended classifier.
+    """
+
+
+@hookspec
+def diffence_pre_inference(x):
+    """Return a replacement for the (B, C, H, W) input batch, or None to leave it unchanged."""
+
+
+@hookspec
+def diffence_post_inference(x, probs):
+    """Return replacement (B, K) probabilities for input batch ``x``, or None to leave them unchanged."""

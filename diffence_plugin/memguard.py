@@ -1,0 +1,154 @@
+"""MemGuard (Jia et al., CCS 2019): adversarial noise on the confidence vector against the defender's own
+membership classifier, written from the paper's description.
+
+Phase I searches, for every query at once, noise r on the logits z that keeps the predicted label and
+drives the defender's attack model g to 0.5 (its logit h to 0), minimising
+
+    c1 * |h(softmax(z + r))| + c2 * relu(max_{j != l} (z + r)_j - (z + r)_l) + c3 * ||softmax(z + r) - softmax(z)||_1
+
+with normalised gradient steps; after each successful search c3 is multiplied by 10 and the search repeats
+(smaller distortion), keeping the last success. Phase II releases the noisy vector with probability
+min(epsilon / ||noise||_1, 1), else the original vector. The label never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def sorted_features(probs: torch.Tensor) -> torch.Tensor:
+    """Probability vectors sorted in descending order: the attack features (label-independent)."""
+    return probs.sort(dim=-1, descending=True).values
+
+
+@dataclass(frozen=True)
+class MemGuardOutput:
+    probs: torch.Tensor  # (B, K) released
+    noise_l1: torch.Tensor  # (B,) L1 distance of the found noisy vector (0 where none was found)
+    found: torch.Tensor  # (B,) whether phase I found label-keeping noise that reaches g = 0.5
+    released_noisy: torch.Tensor  # (B,) whether phase II released the noisy vector
+
+
+class MemGuard:
+    """Post-inference defense; call as ``memguard(x, probs) -> probs`` after ``fit``.
+
+    Args:
+        epsilon: L1 noise budget of phase II (the paper's epsilon).
+        c1, c2, c3: loss weights (c3 is the initial value, multiplied by 10 after each success).
+        step: size of each normalised gradient step on the logits.
+        max_iter: gradient steps per search.
+        rounds: searches with increasing c3.
+        hidden: widths of the defender's attack model g.
+        epochs, lr: training of g (full-batch Adam, binary cross-entropy).
+        seed: seeds g's initialisation and phase II's coin flips.
+    """
+
+    def __init__(self, *, epsilon: float = 1.0, c1: float = 1.0, c2: float = 10.0, c3: float = 0.1,
+                 step: float = 0.1, max_iter: int = 300, rounds: int = 3, hidden: tuple[int, ...] = (256, 128, 64),
+                 epochs: int = 400, lr: float = 1e-3, seed: int = 0, progress: bool = False) -> None:
+        for name, value in dict(epsilon=epsilon, c1=c1, c2=c2, c3=c3, step=step).items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        for name, value in dict(max_iter=max_iter, rounds=rounds, epochs=epochs).items():
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.epsilon, self.c1, self.c2, self.c3, self.step = epsilon, c1, c2, c3, step
+        self.max_iter, self.rounds, self.hidden, self.epochs, self.lr = max_iter, rounds, hidden, epochs, lr
+        self.seed, self.progress = seed, progress
+        self.attack: nn.Module | None = None
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def fit(self, upstream, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None) -> "MemGuard":
+        """Train g on the probabilities ``upstream`` gives the defender's known members and non-members."""
+        if x_nonmembers is None:
+            raise ValueError("MemGuard needs known non-members as well as known members")
+        return self.fit_probabilities(upstream(x_members), upstream(x_nonmembers))
+
+    def fit_probabilities(self, member_probs: torch.Tensor, nonmember_probs: torch.Tensor) -> "MemGuard":
+        """Train g on released probability vectors of known members (label 1) and non-members (label 0)."""
+        pm, pn = (torch.as_tensor(p, dtype=torch.float32) for p in (member_probs, nonmember_probs))
+        if pm.dim() != 2 or pn.dim() != 2 or pm.shape[1] != pn.shape[1] or len(pm) == 0 or len(pn) == 0:
+            raise ValueError(f"member and non-member probabilities must be non-empty (S, K) arrays with the same K, "
+                             f"got {tuple(pm.shape)} and {tuple(pn.shape)}")
+        torch.manual_seed(self.seed)
+        widths = (pm.shape[1], *self.hidden)
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.attack = nn.Sequential(*layers, nn.Linear(widths[-1], 1))
+        features = sorted_features(torch.cat([pm, pn]))
+        target = torch.cat([torch.ones(len(pm)), torch.zeros(len(pn))])
+        weight = torch.where(target > 0, len(pn) / len(pm), 1.0)
+        optimizer = torch.optim.Adam(self.attack.parameters(), lr=self.lr)
+        for _ in tqdm(range(self.epochs), desc="memguard g", disable=None if self.progress else True, leave=False):
+            optimizer.zero_grad()
+            loss = nn.functional.binary_cross_entropy_with_logits(self.attack(features).squeeze(-1), target, weight)
+            loss.backward()
+            optimizer.step()
+        self.attack.eval().requires_grad_(False)
+        return self
+
+    def _h(self, probs: torch.Tensor) -> torch.Tensor:
+        return self.attack(sorted_features(probs)).squeeze(-1)
+
+    def perturb(self, probs: torch.Tensor) -> MemGuardOutput:
+        """Phases I and II on a batch of (B, K) probability vectors, all rows at once."""
+        if self.attack is None:
+            raise ValueError("MemGuard must be fitted before use: call fit() or fit_probabilities()")
+        p = torch.as_tensor(probs, dtype=torch.float64)
+        if p.dim() != 2 or p.shape[0] == 0 or not bool(torch.isfinite(p).all()):
+            raise ValueError(f"probs must be a non-empty finite (B, K) array, got shape {tuple(p.shape)}")
+        z = torch.log(p.clamp_min(1e-30)).float()
+        label = z.argmax(dim=-1, keepdim=True)
+        s0 = torch.softmax(z, dim=-1)
+        with torch.no_grad():
+            sign0 = torch.sign(self._h(s0))
+        best = torch.zeros_like(z)
+        found = torch.zeros(len(z), dtype=torch.bool)
+        c3 = torch.full((len(z),), self.c3)
+        searching = torch.ones(len(z), dtype=torch.bool)
+        for _ in range(self.rounds):
+            r = torch.zeros_like(z)
+            success = torch.zeros(len(z), dtype=torch.bool)
+            for _ in range(self.max_iter):
+                active = searching & ~success
+                if not bool(active.any()):
+                    break
+                with torch.enable_grad():  # the search needs gradients even inside a caller's no_grad
+                    r.requires_grad_(True)
+                    logits = z + r
+                    s = torch.softmax(logits, dim=-1)
+                    h = self._h(s)
+                    other = logits.scatter(-1, label, float("-inf")).max(dim=-1).values
+                    hinge = torch.relu(other - logits.gather(-1, label).squeeze(-1))
+                    loss = self.c1 * h.abs() + self.c2 * hinge + c3 * (s - s0).abs().sum(-1)
+                    (grad,) = torch.autograd.grad(loss.sum(), r)
+                with torch.no_grad():
+                    keeps = logits.argmax(-1, keepdim=True).eq(label).squeeze(-1)
+                    reached = keeps & (h * sign0 <= 0)
+                    success |= active & reached
+                    moving = (active & ~reached).unsqueeze(-1)
+                    norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                    r = torch.where(moving, r - self.step * grad / norm, r).detach()
+            r = r.detach()
+            best = torch.where(success.unsqueeze(-1), r, best)
+            found |= success
+            c3 = torch.where(success, c3 * 10, c3)
+            searching &= success
+            if not bool(searching.any()):
+                break
+        noisy = torch.softmax(z + best, dim=-1).double()
+        distance = (noisy - s0.double()).abs().sum(-1)
+        chance = torch.where(distance > 0, (self.epsilon / distance.clamp_min(1e-12)).clamp_max(1.0), 0.0)
+        coin = torch.rand(len(z), generator=self._generator, dtype=torch.float64)
+        release = found & (coin < chance)
+        out = torch.where(release.unsqueeze(-1), noisy, p)
+        return MemGuardOutput(probs=out, noise_l1=torch.where(found, distance, 0.0), found=found,
+                              released_noisy=release)
+
+    def __call__(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return self.perturb(probs).probs

@@ -1,0 +1,81 @@
+"""The plugin manager and the defense registry (built-ins are ordinary plugins)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "diffence_plugin"
+LOAD_PLUGINS_ENV = "DIFFENCE_LOAD_PLUGINS"
+DEFAULT_PLUGINS = ("diffence_plugin.default_plugins",)
+STAGES = ("training", "pre_inference", "post_inference")
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with the built-in plugins and the entry points of group ``diffence_plugin``.
+
+    ``DIFFENCE_LOAD_PLUGINS`` (read now, not at import): unset loads every installed plugin; ``""`` loads
+    the built-ins only; ``"a,b"`` loads the built-ins and the entry points named a and b.
+    Raises ``pluggy.PluginValidationError`` when a plugin implements a hook that does not exist.
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    allowed = os.environ.get(LOAD_PLUGINS_ENV)
+    if allowed is None:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    else:
+        wanted = {name.strip() for name in allowed.split(",") if name.strip()}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in wanted and pm.get_plugin(ep.name) is None:
+                pm.register(ep.load(), name=ep.name)
+    for module in DEFAULT_PLUGINS:
+        if pm.get_plugin(module) is None:
+            pm.register(importlib.import_module(module), name=module)
+    pm.check_pending()
+    return pm
+
+
+@dataclass(frozen=True)
+class RegisteredDefense:
+    """A defense offered by a plugin."""
+
+    name: str
+    stage: str
+    factory: Callable[..., Any]
+
+
+def get_defenses(pm: pluggy.PluginManager | None = None) -> dict[str, RegisteredDefense]:
+    """Every registered defense by name; a name registered twice is an error naming both factories."""
+    pm = pm or get_plugin_manager()
+    found: dict[str, RegisteredDefense] = {}
+
+    def registrar(stage: str):
+        def register(name: str, factory: Callable[..., Any]) -> None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"defense names must be non-empty strings, got {name!r}")
+            if name in found:
+                raise ValueError(f"defense {name!r} registered twice: {found[name].factory!r} and {factory!r}")
+            found[name] = RegisteredDefense(name, stage, factory)
+        return register
+
+    pm.hook.diffence_register_training_defenses(register=registrar("training"))
+    pm.hook.diffence_register_pre_inference(register=registrar("pre_inference"))
+    pm.hook.diffence_register_post_inference(register=registrar("post_inference"))
+    return found
+
+
+def fold_hook(caller: pluggy.HookCaller, value_name: str, value: Any, **kwargs: Any) -> Any:
+    """Run every implementation of ``caller`` in pluggy's call order, each on the previous output."""
+    for impl in reversed(caller.get_hookimpls()):
+        args = {value_name: value, **kwargs}
+        out = impl.function(**{name: args[name] for name in impl.argnames})
+        if out is not None:
+            value = out
+    return value

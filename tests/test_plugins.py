@@ -1,0 +1,132 @@
+"""The plugin system: built-ins, entry points (a real distribution's metadata), the allow-list, and loud
+failure for a misspelled hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pluggy
+import pytest
+import torch
+
+from diffence_plugin import DefensePipeline, get_defenses, get_plugin_manager, hookimpl
+from diffence_plugin.plugins import LOAD_PLUGINS_ENV
+
+from .conftest import make_reconstructor
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin-example"
+
+
+def install_distribution(root: Path, name: str, module: str, source: str | None = None) -> None:
+    """What pip leaves behind: a dist-info with METADATA and entry_points.txt, and the module itself."""
+    info = root / f"{name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[diffence_plugin]\n{name.split('-')[-1]} = {module}\n")
+    if source is not None:
+        (root / f"{module}.py").write_text(source)
+
+
+@pytest.fixture()
+def example_installed(tmp_path, monkeypatch):
+    install_distribution(tmp_path, "diffence-plugin-example", "diffence_plugin_example",
+                         (EXAMPLE / "diffence_plugin_example.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    return tmp_path
+
+
+def test_builtin_and_art_defenses_are_registered(monkeypatch):
+    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    registry = get_defenses()
+    assert registry["diffence"].stage == "pre_inference"
+    assert registry["memguard"].stage == "post_inference"
+    for name in ("high_confidence", "reverse_sigmoid", "rounded", "gaussian_noise", "class_labels"):
+        assert registry[name].stage == "post_inference"
+
+
+def test_allow_list_restricts_entry_points(monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    assert set(get_defenses()) == {"diffence", "memguard"}
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "art")
+    assert "rounded" in get_defenses()
+
+
+def test_third_party_plugin_is_found_and_usable_by_name(example_installed, classifier, images):
+    registry = get_defenses()
+    assert registry["temperature"].stage == "post_inference"
+    pipeline = DefensePipeline.from_names(
+        "diffence", "temperature", classifier=classifier,
+        options={"diffence": {"reconstructor": make_reconstructor(), "n": 3, "scenario": 3},
+                 "temperature": {"temperature": 8.0}})
+    out = pipeline(images)
+    with torch.no_grad():
+        plain = torch.softmax(classifier(images), -1)
+    assert torch.equal(out.argmax(-1), plain.argmax(-1))
+    assert float(out.max()) < float(plain.max())  # flattened by the plugin
+
+
+def test_misspelled_hook_implementation_fails_loudly(tmp_path, monkeypatch):
+    source = ("from diffence_plugin import hookimpl\n\n@hookimpl\n"
+              "def diffence_register_post_inferense(register):\n    register('oops', object)\n")
+    install_distribution(tmp_path, "diffence-plugin-typo", "diffence_plugin_typo", source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    with pytest.raises(pluggy.PluginValidationError, match="diffence_register_post_inferense"):
+        get_plugin_manager()
+
+
+def test_duplicate_names_are_refused(monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    pm = get_plugin_manager()
+
+    class Again:
+        @hookimpl
+        def diffence_register_pre_inference(self, register):
+            register("diffence", object)
+
+    pm.register(Again())
+    with pytest.raises(ValueError, match="'diffence' registered twice"):
+        get_defenses(pm)
+
+
+def test_call_hooks_run_in_order_around_every_pipeline(monkeypatch, classifier, images):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    pm = get_plugin_manager()
+    calls = []
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def diffence_post_inference(self, x, probs):
+            calls.append("first")
+            return probs * 0 + 1.0 / probs.shape[-1]
+
+    class Second:
+        @hookimpl
+        def diffence_post_inference(self, x, probs):
+            calls.append("second")
+            assert torch.allclose(probs, torch.full_like(probs, 0.1))  # sees First's output
+            return None
+
+        @hookimpl
+        def diffence_pre_inference(self, x):
+            calls.append("pre")
+            return x.flip(-1)
+
+    pm.register(Second())
+    pm.register(First())
+    out = DefensePipeline(classifier, plugin_manager=pm)(images)
+    assert calls == ["pre", "first", "second"]
+    torch.testing.assert_close(out, torch.full((6, 10), 0.1))
+
+
+def test_from_names_errors_are_named(monkeypatch, classifier):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
+    with pytest.raises(ValueError, match="unknown defense 'memgaurd'"):
+        DefensePipeline.from_names("memgaurd", classifier=classifier)
+    with pytest.raises(ValueError, match="options given for defenses not in the pipeline"):
+        DefensePipeline.from_names("memguard", classifier=classifier, options={"diffence": {}})
+    with pytest.raises(ValueError, match="exactly one of reconstructor"):
+        DefensePipeline.from_names("diffence", classifier=classifier)
+    with pytest.raises(TypeError, match="defend"):
+        DefensePipeline(classifier, pre=[object()])
