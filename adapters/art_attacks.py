@@ -146,7 +146,7 @@ def shadow_models(estimator, template: PyTorchClassifier, shadow_data: AttackDat
     """Shokri et al.'s shadow models (ART ``ShadowModels``) feeding a black-box attack on ``estimator``."""
     torch.manual_seed(seed)
     shadows = ShadowModels(template, num_shadow_models=num_shadow_models, disjoint_datasets=True, random_state=seed)
-    for model in shadows.get_shadow_models():
+    for model in shadows.get_shadow_models():  # ShadowModels calls fit(x, y) with ART's 10 epochs: pin ours
         fit = model.fit
         model.fit = lambda x, y, _fit=fit, **kw: _fit(x, y, nb_epochs=nb_epochs, batch_size=64, **kw)
     (mx, my, mp), (nx, ny, npred) = shadows.generate_shadow_dataset(shadow_data.x, shadow_data.y)

@@ -11,9 +11,9 @@ import torch
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, format_attack_table, format_table, run_demo
+    from .demo import DemoSettings, run_demo
+    from .report import format_attack_table, format_table
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
                             ddpm_max_timestep=max(args.t, 1))
     results = run_demo(settings, out_dir=args.out, progress=not args.no_progress)

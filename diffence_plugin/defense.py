@@ -105,13 +105,13 @@ class Diffence:
             us.append(torch.rand((), generator=gen, dtype=torch.float64))
         return torch.stack(noises), torch.stack(us)
 
-    def _log_probs(self, classifier: Classifier, images: torch.Tensor, kind: str, nb_classes: int | None):
+    def _raw_outputs(self, classifier: Classifier, images: torch.Tensor, nb_classes: int | None) -> torch.Tensor:
         raw = classify(classifier, images, self.config.max_batch)
         if nb_classes is not None and raw.shape[-1] != nb_classes:
             raise ValueError(f"the classifier returned {raw.shape[-1]} classes, expected {nb_classes}")
         if raw.shape[-1] < 2:
             raise ValueError(f"the classifier must return at least 2 classes, got {raw.shape[-1]}")
-        return raw, to_log_probabilities(raw, kind)
+        return raw
 
     def _output_kind(self, raw: torch.Tensor) -> str:
         if self.config.output != "auto":
@@ -141,15 +141,14 @@ class Diffence:
         device = self.reconstructor.device
         for chunk in self._chunks(x, "diffence"):
             chunk = chunk.to(device)
-            raw, original = self._log_probs(classifier, chunk, kind or "logits", expected)
-            if kind is None:
-                kind = self._output_kind(raw)
-                original = to_log_probabilities(raw, kind)
-                expected = raw.shape[-1]
+            raw = self._raw_outputs(classifier, chunk, expected)
+            kind = kind or self._output_kind(raw)
+            expected = raw.shape[-1]
+            original = to_log_probabilities(raw, kind)
             noise, u = self._randomness(chunk)
             images = self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=noise,
                                                     max_batch=cfg.max_batch, autocast=self.autocast)
-            _, cand = self._log_probs(classifier, images.flatten(0, 1), kind, expected)
+            cand = to_log_probabilities(self._raw_outputs(classifier, images.flatten(0, 1), expected), kind)
             cands = Candidates(original.cpu(), cand.reshape(*images.shape[:2], -1).cpu(), u)
             yield chunk, cands, (images if keep_images else None)
 

@@ -21,6 +21,7 @@ from .models import DigitsMLP, train_classifier
 from .memguard import MemGuard
 from .outputs import Candidates
 from .pipeline import DefensePipeline
+from .report import write_report
 from .train_diffusion import train_diffusion
 
 
@@ -153,33 +154,5 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
         "torch": torch.__version__,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    from .report import write_report
     write_report(results, released, {r: y[getattr(split, r)] for r in roles}, out)
     return results
-
-
-def format_table(results: dict) -> str:
-    """The demo's main table as Markdown (also readable in a terminal)."""
-    head = ("| defense | test acc | train acc | labels kept | best AUC | best attack acc | TPR@0.1%FPR | "
-            "TNR@0.1%FNR |\n|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for r in results["rows"]:
-        b = r["best"]
-        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {r['train_accuracy']:.4f} | "
-                     f"{100 * r['labels_kept']:.1f}% | {b['auc']:.3f} | {b['accuracy']:.3f} | "
-                     f"{100 * b['tpr_at_low_fpr']:.1f}% | {100 * b['tnr_at_low_fnr']:.1f}% |")
-    return "\n".join(lines)
-
-
-def format_attack_table(results: dict) -> str:
-    """AUC of every attack (rows) under every defense (columns)."""
-    names = [r["defense"] for r in results["rows"]]
-    attacks = [a["attack"] for a in results["rows"][0]["attacks"]]
-    lines = ["| attack AUC | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for attack in attacks:
-        cells = []
-        for r in results["rows"]:
-            hit = [a for a in r["attacks"] if a["attack"] == attack]
-            cells.append(f"{hit[0]['auc']:.3f}" if hit else "same labels")
-        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

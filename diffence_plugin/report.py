@@ -52,8 +52,6 @@ def plot_best_auc(results: dict, path: Path) -> Path:
 
 def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> Path:
     """Write ``phi_histograms.png``, ``best_auc.png`` and ``report.html`` (images inlined) to ``out_dir``."""
-    from .demo import format_attack_table, format_table
-
     images = [plot_phi_histograms(released, out_dir / "phi_histograms.png"), plot_best_auc(results, out_dir / "best_auc.png")]
     def table(markdown: str) -> str:
         rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
@@ -72,3 +70,30 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:10
     path = out_dir / "report.html"
     path.write_text(page)
     return path
+
+
+def format_table(results: dict) -> str:
+    """The demo's main table as Markdown (also readable in a terminal)."""
+    head = ("| defense | test acc | train acc | labels kept | best AUC | best attack acc | TPR@0.1%FPR | "
+            "TNR@0.1%FNR |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in results["rows"]:
+        b = r["best"]
+        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {r['train_accuracy']:.4f} | "
+                     f"{100 * r['labels_kept']:.1f}% | {b['auc']:.3f} | {b['accuracy']:.3f} | "
+                     f"{100 * b['tpr_at_low_fpr']:.1f}% | {100 * b['tnr_at_low_fnr']:.1f}% |")
+    return "\n".join(lines)
+
+
+def format_attack_table(results: dict) -> str:
+    """AUC of every attack (rows) under every defense (columns)."""
+    names = [r["defense"] for r in results["rows"]]
+    attacks = [a["attack"] for a in results["rows"][0]["attacks"]]
+    lines = ["| attack AUC | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for attack in attacks:
+        cells = []
+        for r in results["rows"]:
+            hit = [a for a in r["attacks"] if a["attack"] == attack]
+            cells.append(f"{hit[0]['auc']:.3f}" if hit else "same labels")
+        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

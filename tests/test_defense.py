@@ -142,3 +142,13 @@ def test_config_types_are_checked():
         DiffenceConfig(n=2.5)
     with pytest.raises(TypeError, match="reconstructor must be a Reconstructor"):
         Diffence("unet")
+
+
+def test_digits_cnn_is_a_valid_classifier_for_the_defense(rec):
+    from diffence_plugin.models import DigitsCNN
+
+    model = DigitsCNN().eval()
+    x = torch.rand(3, 1, 8, 8)
+    out = Diffence(rec, n=2, scenario=3).defend(model, x)
+    with torch.no_grad():
+        assert torch.equal(out.argmax(-1), model(x).argmax(-1))

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from diffence_plugin.cli import main
-from diffence_plugin.demo import DemoSettings, format_attack_table, format_table, run_demo
+from diffence_plugin.demo import DemoSettings, run_demo
+from diffence_plugin.report import format_attack_table, format_table
 
 
 @pytest.fixture(scope="module")
