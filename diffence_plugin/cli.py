@@ -1,4 +1,4 @@
-"""Command line: ``diffence demo`` and ``diffence train-diffusion``."""
+"""Command line: ``diffence demo``, ``diffence train-diffusion`` and ``diffence train-target``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,46 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values are read as JSON where possible (numbers, booleans), else as strings."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --option expects key=value, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _train_target(args: argparse.Namespace) -> int:
+    from .data import digits_images, membership_split
+    from .training import save_target, train_target
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise SystemExit(f"error: output directory {str(out)!r} is not empty; pass --overwrite to replace it")
+    x, y = digits_images()
+    split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
+    options = _parse_options(args.option)
+    if args.defense == "dpsgd":
+        options.setdefault("epsilon", args.epsilon)
+        if args.delta is not None:
+            options.setdefault("delta", args.delta)
+    target = train_target(x[split.members], y[split.members], defense=args.defense, model=args.model,
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          progress=not args.no_progress, test=(x[split.eval_nonmembers], y[split.eval_nonmembers]),
+                          reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]), options=options)
+    save_target(target, out, overwrite=args.overwrite)
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in target.metrics.items())
+    print(f"saved {args.model} trained with {args.defense} to {out} ({metrics})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffence", description="Diffence membership-inference defense")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train_diffusion)
+
+    from .training import MODELS, TRAINING_DEFENSES
+
+    target = sub.add_parser("train-target", help="train a target classifier, optionally with a training-time defense")
+    target.add_argument("--defense", default="none", help=f"one of {', '.join(TRAINING_DEFENSES)} or a plugin's")
+    target.add_argument("--dataset", choices=("digits",), default="digits",
+                        help="sklearn's digits, 300 members (the demo's split)")
+    target.add_argument("--model", choices=sorted(MODELS), default="digits_mlp")
+    target.add_argument("--epochs", type=int, default=100)
+    target.add_argument("--batch-size", type=int, default=64)
+    target.add_argument("--lr", type=float, default=1e-3)
+    target.add_argument("--epsilon", type=float, default=8.0, help="DP-SGD target epsilon")
+    target.add_argument("--delta", type=float, default=None, help="DP-SGD delta (default 1 / (2 * members))")
+    target.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="defense option, e.g. --option alpha=0.5 (repeatable)")
+    target.add_argument("--seed", type=int, default=0)
+    target.add_argument("--out", required=True, help="folder for model.safetensors and target.json")
+    target.add_argument("--overwrite", action="store_true")
+    target.add_argument("--no-progress", action="store_true")
+    target.set_defaults(func=_train_target)
     return parser
 
 
@@ -97,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""Built-in defenses, registered like any other plugin: Diffence (pre-inference) and MemGuard (post)."""
+"""Built-in defenses, registered like any other plugin: training-time (none, DP-SGD, RelaxLoss, HAMP, SELENA,
+AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,25 @@ def _memguard(**options):
 
 
 @hookimpl
+def diffence_register_training_defenses(register):
+    from .training import defenses
+    from .training.dpsgd import DPSGD
+
+    register("none", defenses.Standard)
+    register("dpsgd", DPSGD)
+    register("relaxloss", defenses.RelaxLoss)
+    register("hamp", defenses.HAMP)
+    register("selena", defenses.SELENA)
+    register("advreg", defenses.AdvReg)
+
+
+def _hamp_output(**options):
+    from .hamp_output import HAMPOutput
+
+    return HAMPOutput(**options)
+
+
+@hookimpl
 def diffence_register_pre_inference(register):
     register("diffence", _diffence)
 
@@ -31,3 +51,4 @@ def diffence_register_pre_inference(register):
 @hookimpl
 def diffence_register_post_inference(register):
     register("memguard", _memguard)
+    register("hamp_output", _hamp_output)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import digits_images, membership_split
+from .data import MembershipSplit, digits_images, membership_split
 from .defense import Diffence
 from .evaluate import AttackResult, accuracy, best_attack, threshold_attacks
 from .models import DigitsMLP, train_classifier
@@ -60,10 +60,66 @@ def _onehot(y: np.ndarray, k: int) -> np.ndarray:
     return np.eye(k, dtype=np.float32)[y]
 
 
+ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
+         "eval_members", "eval_nonmembers")
+
+
+def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, s: DemoSettings,
+                       progress: bool) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, dict]]:
+    """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios."""
+    base = Diffence(reconstructor, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits", progress=progress)
+    cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in ROLES}
+    defenses = {"3": base}
+    for scenario in (1, 2):
+        d = base.with_config(scenario=scenario)
+        d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
+        defenses[str(scenario)] = d
+    released = {f"scenario_{k}": {r: defenses[k].release(cands[r]).probs.numpy() for r in ROLES} for k in "123"}
+    return defenses, cands, released
+
+
+def attack_rows(released: dict[str, dict], kept: dict[str, float], x: np.ndarray, y: np.ndarray,
+                split: MembershipSplit, target, pipelines: dict, attacks: tuple[str, ...], seed: int,
+                log=print) -> list[DefenseRow]:
+    """Run the attack suite on each defense's released probabilities (``released[name][role]``).
+
+    ``target`` is the undefended ART classifier; ``pipelines[name]`` the defense behind the released vectors,
+    exposed to ART through ``DefendedClassifier`` (its loss follows the released vectors).
+    """
+    from diffence_plugin.adapters import art_attacks
+    from diffence_plugin.adapters.art import DefendedClassifier
+
+    roles, nb_classes = ROLES, target.nb_classes
+    shadow_idx = np.setdiff1d(np.arange(len(x)), np.concatenate([split.members] + [getattr(split, r) for r in roles]))
+    shadow = art_attacks.AttackData(x[shadow_idx], _onehot(y[shadow_idx], nb_classes))
+    rows = []
+    for name, probs in released.items():
+        data = {r: art_attacks.AttackData(x[getattr(split, r)], _onehot(y[getattr(split, r)], nb_classes), probs[r])
+                for r in roles}
+        known = (data["attacker_members"], data["attacker_nonmembers"])
+        evaluation = (data["eval_members"], data["eval_nonmembers"])
+        results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
+        estimator = target if name == "undefended" else DefendedClassifier(target, pipelines[name])
+        for attack in attacks:
+            if attack in art_attacks.BLACK_BOX:
+                results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=seed))
+            elif attack == "shadow_models":
+                template = art_attacks.probability_classifier(DigitsMLP(nb_classes), target.input_shape, nb_classes)
+                results.append(art_attacks.shadow_models(estimator, template, shadow, evaluation, seed=seed))
+            elif attack == "rule_based" and name == "undefended":
+                results.append(art_attacks.rule_based(target, evaluation))
+        rows.append(DefenseRow(
+            defense=name,
+            train_accuracy=accuracy(probs["eval_members"], y[split.eval_members]),
+            test_accuracy=accuracy(probs["eval_nonmembers"], y[split.eval_nonmembers]),
+            best=best_attack(results), attacks=results, labels_kept=kept[name]))
+        log(f"      {name}: best-attack AUC {rows[-1].best.auc:.3f}")
+    return rows
+
+
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "diffence-demo",
              progress: bool = True, log=print) -> dict:
     """Train, defend, attack; write ``results.json`` and plots to ``out_dir``; return the results."""
-    from diffence_plugin.adapters.art import DefendedClassifier
     from diffence_plugin.adapters import art_attacks
 
     start = time.perf_counter()
@@ -80,25 +136,15 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     reconstructor = train_diffusion(torch.from_numpy(x[split.members]), steps=s.ddpm_steps,
                                     max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=progress)
 
-    base = Diffence(reconstructor, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits", progress=progress)
-    roles = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
-             "eval_members", "eval_nonmembers")
+    roles = ROLES
     log(f"[3/5] reconstructing {sum(len(getattr(split, r)) for r in roles)} inputs x {s.n} (t={s.t}, k={s.k})")
-    cands: dict[str, Candidates] = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)]))
-                                    for r in roles}
-    defenses = {"3": base}
-    for scenario in (1, 2):
-        d = base.with_config(scenario=scenario)
-        d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
-        defenses[str(scenario)] = d
+    defenses, cands, diffence_released = diffence_scenarios(model, reconstructor, x, split, s, progress)
 
     log("[4/5] attacking the undefended model, Scenarios 1, 2, 3 and MemGuard")
     with torch.no_grad():
         undefended = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1).numpy()
                       for r in roles}
-    released = {"undefended": undefended}
-    for name, d in (("scenario_1", defenses["1"]), ("scenario_2", defenses["2"]), ("scenario_3", defenses["3"])):
-        released[name] = {r: d.release(cands[r]).probs.numpy() for r in roles}
+    released = {"undefended": undefended, **diffence_released}
     memguards = {}
     if s.memguard:
         log("      fitting MemGuard on the defender's records (alone, and after Diffence scenario 1)")
@@ -116,30 +162,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     if s.memguard:
         pipelines["memguard"] = DefensePipeline(post=[memguards["memguard"]])
         pipelines["diffence+memguard"] = DefensePipeline(pre=[defenses["1"]], post=[memguards["diffence+memguard"]])
-    shadow_idx = np.setdiff1d(np.arange(len(x)), np.concatenate([split.members] + [getattr(split, r) for r in roles]))
-    shadow = art_attacks.AttackData(x[shadow_idx], _onehot(y[shadow_idx], nb_classes))
-    rows = []
-    for name, probs in released.items():
-        data = {r: art_attacks.AttackData(x[getattr(split, r)], _onehot(y[getattr(split, r)], nb_classes), probs[r])
-                for r in roles}
-        known = (data["attacker_members"], data["attacker_nonmembers"])
-        evaluation = (data["eval_members"], data["eval_nonmembers"])
-        results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
-        estimator = target if name == "undefended" else DefendedClassifier(target, pipelines[name])
-        for attack in s.art_attacks:
-            if attack in art_attacks.BLACK_BOX:
-                results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=s.seed))
-            elif attack == "shadow_models":
-                template = art_attacks.probability_classifier(DigitsMLP(nb_classes), (1, 8, 8), nb_classes)
-                results.append(art_attacks.shadow_models(estimator, template, shadow, evaluation, seed=s.seed))
-            elif attack == "rule_based" and name == "undefended":
-                results.append(art_attacks.rule_based(target, evaluation))
-        rows.append(DefenseRow(
-            defense=name,
-            train_accuracy=accuracy(probs["eval_members"], y[split.eval_members]),
-            test_accuracy=accuracy(probs["eval_nonmembers"], y[split.eval_nonmembers]),
-            best=best_attack(results), attacks=results, labels_kept=kept[name]))
-        log(f"      {name}: best-attack AUC {rows[-1].best.auc:.3f}")
+    rows = attack_rows(released, kept, x, y, split, target, pipelines, s.art_attacks, s.seed, log)
 
     log("[5/5] writing results")
     out = Path(out_dir)
