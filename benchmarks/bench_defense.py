@@ -25,6 +25,26 @@ def small_cnn(channels: int, classes: int = 10) -> nn.Module:
                          nn.Linear(512, classes))
 
 
+def naive_defend(defense: Diffence, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The public code's way: one reconstruction and one classifier call at a time (same maths)."""
+    cfg, rec = defense.config, defense.reconstructor
+    out = []
+    with torch.no_grad():
+        for image in x:
+            image = image[None].to(rec.device)
+            original = torch.log_softmax(model(image).double(), -1)
+            cands = []
+            for _ in range(cfg.n):
+                recon = rec.reconstruct(image, 1, cfg.t, cfg.k, generator=torch.Generator().manual_seed(len(cands)),
+                                        autocast=defense.autocast)[:, 0]
+                cands.append(torch.log_softmax(model(recon).double(), -1))
+            cand = torch.stack(cands, dim=1)
+            match = cand.argmax(-1) == original.argmax(-1, keepdim=True)
+            pick = int(match[0].nonzero()[0]) if match.any() else None
+            out.append(cand[:, pick].exp() if pick is not None else original.exp())
+    return torch.cat(out)
+
+
 def measure(device: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     config = tiny_unet_config(8, 1) if args.tiny else cifar_unet_config()
@@ -43,8 +63,20 @@ def measure(device: str, args: argparse.Namespace) -> dict:
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    naive_ms = None
+    if args.naive_inputs:
+        xs = x[: args.naive_inputs]
+        if device == "cuda":
+            torch.cuda.synchronize()
+        begin = time.perf_counter()
+        naive_defend(defense, model, xs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        naive_ms = 1000 * (time.perf_counter() - begin) / len(xs)
     return dict(device=device, unet="tiny" if args.tiny else "ddpm-cifar10", inputs=args.inputs, n=args.n, t=args.t,
-                k=args.k, max_batch=args.max_batch, ms_per_input=1000 * seconds / args.inputs,
+                k=args.k, max_batch=args.max_batch, naive_ms_per_input=naive_ms,
+                speedup=None if naive_ms is None else naive_ms / (1000 * seconds / args.inputs),
+                ms_per_input=1000 * seconds / args.inputs,
                 images_per_s=args.inputs * args.n * (args.t // args.k) / seconds,
                 threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
                 torch=torch.__version__)
@@ -72,17 +104,22 @@ def main() -> None:
     parser.add_argument("--t", type=int, default=40)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--max-batch", type=int, default=256)
+    parser.add_argument("--devices", default=None, help="comma-separated devices (default: cpu, and cuda if present)")
     parser.add_argument("--tiny", action="store_true", help="use the small digits UNet instead of the CIFAR one")
+    parser.add_argument("--naive-inputs", type=int, default=0,
+                        help="also time the one-reconstruction-at-a-time loop on this many inputs")
     parser.add_argument("--memguard-inputs", type=int, default=1000, help="queries for MemGuard's timing (0: skip)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = [measure(d, args) for d in devices]
-    print("| device | unet | inputs | N | T | k | ms/input | UNet images/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| device | unet | inputs | N | T | k | ms/input | UNet images/s | naive loop ms/input | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        naive = "-" if r["naive_ms_per_input"] is None else f"{r['naive_ms_per_input']:.1f}"
+        ratio = "-" if r["speedup"] is None else f"{r['speedup']:.1f}x"
         print(f"| {r['device']} | {r['unet']} | {r['inputs']} | {r['n']} | {r['t']} | {r['k']} | "
-              f"{r['ms_per_input']:.1f} | {r['images_per_s']:.0f} |")
+              f"{r['ms_per_input']:.1f} | {r['images_per_s']:.0f} | {naive} | {ratio} |")
     if args.memguard_inputs:
         guard = measure_memguard(args.memguard_inputs)
         print(f"\n| defense | device | inputs | classes | ms/input | noise found |\n|---|---|---|---|---|---|\n"

@@ -102,6 +102,20 @@ def _train_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from .report import format_table
+    from .reproduce import ReproduceSettings, reproduce
+
+    settings = ReproduceSettings(dataset=args.dataset, target_epochs=args.epochs, ddpm_seconds=args.ddpm_seconds,
+                                 members=args.members, calibration=args.calibration, evaluation=args.evaluation,
+                                 attacker=args.attacker, seed=args.seed)
+    results = reproduce(args.data, settings, out_dir=args.out, progress=not args.no_progress)
+    print(format_table(results))
+    print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
+          + f"; total {results['total_s']:.0f} s on {results['device']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffence", description="Diffence membership-inference defense")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--overwrite", action="store_true")
     target.add_argument("--no-progress", action="store_true")
     target.set_defaults(func=_train_target)
+
+    rep = sub.add_parser("reproduce", help="the paper's experiment (ResNet-18, 25,000 members) on one GPU")
+    rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
+    rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.datasets)")
+    rep.add_argument("--members", type=int, default=25_000)
+    rep.add_argument("--calibration", type=int, default=1_000)
+    rep.add_argument("--attacker", type=int, default=1_000)
+    rep.add_argument("--evaluation", type=int, default=2_000)
+    rep.add_argument("--epochs", type=int, default=30)
+    rep.add_argument("--ddpm-seconds", type=float, default=150.0)
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--out", default="runs/reproduce")
+    rep.add_argument("--no-progress", action="store_true")
+    rep.set_defaults(func=_reproduce)
     return parser
 
 

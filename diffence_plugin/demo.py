@@ -65,9 +65,11 @@ ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacke
 
 
 def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, s: DemoSettings,
-                       progress: bool) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, dict]]:
+                       progress: bool, max_batch: int = 1024, autocast: torch.dtype | None = None,
+                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, dict]]:
     """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios."""
-    base = Diffence(reconstructor, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits", progress=progress)
+    base = Diffence(reconstructor, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits", progress=progress,
+                    max_batch=max_batch, autocast=autocast)
     cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in ROLES}
     defenses = {"3": base}
     for scenario in (1, 2):
@@ -84,7 +86,8 @@ def attack_rows(released: dict[str, dict], kept: dict[str, float], x: np.ndarray
     """Run the attack suite on each defense's released probabilities (``released[name][role]``).
 
     ``target`` is the undefended ART classifier; ``pipelines[name]`` the defense behind the released vectors,
-    exposed to ART through ``DefendedClassifier`` (its loss follows the released vectors).
+    exposed to ART through ``DefendedClassifier`` (its loss follows the released vectors); a name without a
+    pipeline is attacked through ``target`` itself.
     """
     from diffence_plugin.adapters import art_attacks
     from diffence_plugin.adapters.art import DefendedClassifier
@@ -99,14 +102,14 @@ def attack_rows(released: dict[str, dict], kept: dict[str, float], x: np.ndarray
         known = (data["attacker_members"], data["attacker_nonmembers"])
         evaluation = (data["eval_members"], data["eval_nonmembers"])
         results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
-        estimator = target if name == "undefended" else DefendedClassifier(target, pipelines[name])
+        estimator = DefendedClassifier(target, pipelines[name]) if name in pipelines else target
         for attack in attacks:
             if attack in art_attacks.BLACK_BOX:
                 results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=seed))
             elif attack == "shadow_models":
                 template = art_attacks.probability_classifier(DigitsMLP(nb_classes), target.input_shape, nb_classes)
                 results.append(art_attacks.shadow_models(estimator, template, shadow, evaluation, seed=seed))
-            elif attack == "rule_based" and name == "undefended":
+            elif attack == "rule_based" and name not in pipelines:
                 results.append(art_attacks.rule_based(target, evaluation))
         rows.append(DefenseRow(
             defense=name,

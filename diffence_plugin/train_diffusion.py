@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ def train_diffusion(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 500,
     progress: bool = True,
+    autocast: torch.dtype | None = None,
+    max_seconds: float | None = None,
 ) -> Reconstructor:
     """Train a diffusers ``UNet2DModel`` with the DDPM epsilon loss and return its EMA weights.
 
@@ -41,6 +44,8 @@ def train_diffusion(
             at most, so a low-noise specialist (e.g. ``max_timestep=t``) learns what it needs far faster.
         ema_decay: decay of the exponential moving average whose weights are returned.
         checkpoint: file to resume from and save to every ``checkpoint_every`` steps (written atomically).
+        autocast: optional dtype for the UNet's forward pass (``torch.bfloat16`` on GPUs).
+        max_seconds: stop early once this much wall time is spent (a time budget; ``steps`` stays the cap).
     """
     x = as_image_batch(images, "images")
     scheduler = default_scheduler()
@@ -77,14 +82,17 @@ def train_diffusion(
     data = x.to(device) * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
     unet.train()
+    began = time.perf_counter()
     bar = tqdm(total=steps, initial=min(step, steps), desc="ddpm", unit="step", disable=None if progress else True, leave=False)
-    while step < steps:
+    while step < steps and (max_seconds is None or time.perf_counter() - began < max_seconds):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
         t = torch.randint(0, max_timestep + 1, (batch_size,), generator=gen).to(device)
         noise = torch.randn((batch_size, *data.shape[1:]), generator=gen).to(device)
         abar = alphas[t].view(-1, 1, 1, 1)
         noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
-        loss = F.mse_loss(unet(noisy, t).sample, noise)
+        with torch.autocast(device_type=torch.device(device).type, dtype=autocast, enabled=autocast is not None):
+            prediction = unet(noisy, t).sample
+        loss = F.mse_loss(prediction.float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -18,13 +18,14 @@ from diffence_plugin import DefensePipeline, train_diffusion
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.data import digits_images, membership_split
 from diffence_plugin.demo import ROLES, DemoSettings, attack_rows, diffence_scenarios
+from diffence_plugin.hamp_output import HAMPOutput
 from diffence_plugin.training import train_target
 
 DEFENSES = [  # name, options, training overrides (DP-SGD: SGD at a higher rate, fewer epochs)
     ("none", {}, {}),
     ("dpsgd", {"epsilon": 8.0}, {"epochs": 30, "lr": 0.05}),
     ("relaxloss", {"alpha": 0.5}, {}),
-    ("hamp", {"gamma": 0.7, "alpha": 0.01}, {}),
+    ("hamp", {"gamma": 0.7, "alpha": 0.01}, {}),  # with its output modification (hamp_output) in every column
     ("selena", {"k": 6, "l": 2}, {}),
     ("advreg", {"lam": 1.0}, {}),
 ]
@@ -53,10 +54,18 @@ def main() -> None:
         with torch.no_grad():
             released["undefended"] = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1)
                                       .numpy() for r in ROLES}
+        if name == "hamp":  # HAMP = its training plus its test-time output modification, in every column
+            hamp = HAMPOutput(seed=s.seed)
+            hamp.bind(model)
+            released = {k: {r: hamp(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(v[r])).numpy()
+                            for r in ROLES} for k, v in released.items()}
         labels = {r: released["undefended"][r].argmax(-1) for r in ROLES}
         kept = {k: float(np.mean(np.concatenate([v[r].argmax(-1) == labels[r] for r in ROLES])))
                 for k, v in released.items()}
-        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]]) for k in "123"}
+        post = [hamp] if name == "hamp" else []
+        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post) for k in "123"}
+        if post:
+            pipelines["undefended"] = DefensePipeline(post=post)
         art_target = art_attacks.probability_classifier(model, (1, 8, 8), 10)
         order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
         rows = attack_rows(order, kept, x, y, split, art_target, pipelines, ATTACKS, s.seed, log=lambda *a: None)

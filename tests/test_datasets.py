@@ -1,0 +1,141 @@
+"""Dataset loaders on small synthetic files in each format (no downloads, no real data in the repository)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import savemat
+
+from diffence_plugin.datasets import (
+    load_cifar10_batches,
+    load_cifar10_npz,
+    load_cifar100,
+    load_dataset,
+    load_svhn,
+    paper_split,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def images(n: int) -> np.ndarray:
+    return RNG.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def write_npz(path, pictures, labels):
+    blobs = []
+    for img in pictures:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=95)
+        blobs.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    np.savez(path, jpeg=np.concatenate(blobs), offsets=offsets, labels=labels.astype(np.uint8))
+
+
+def test_cifar10_npz_decodes_and_checks_the_manifest(tmp_path):
+    write_npz(tmp_path / "train.npz", images(6), np.arange(6) % 10)
+    write_npz(tmp_path / "test.npz", images(3), np.arange(3))
+    data = load_cifar10_npz(tmp_path)
+    assert data.x_train.shape == (6, 3, 32, 32) and data.x_train.dtype == np.float32
+    assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+    assert data.y_test.tolist() == [0, 1, 2] and data.nb_classes == 10
+    train_sha = hashlib.sha256((tmp_path / "train.npz").read_bytes()).hexdigest()
+    decoded = (data.x_train.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    manifest = {"files": {"train.npz": {"sha256": train_sha,
+                                        "decoded_uint8_sha256": hashlib.sha256(decoded.tobytes()).hexdigest()}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert load_cifar10_npz(tmp_path).x_train.shape == (6, 3, 32, 32)
+    manifest["files"]["train.npz"]["sha256"] = "0" * 64
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        load_cifar10_npz(tmp_path)
+
+
+def write_batch(path, pictures, labels, label_key="labels"):
+    data = pictures.transpose(0, 3, 1, 2).reshape(len(pictures), -1)
+    with open(path, "wb") as fh:
+        pickle.dump({b"data": data, label_key.encode(): list(labels)}, fh)
+
+
+def test_cifar10_python_batches(tmp_path):
+    pics = images(12)
+    for i in range(5):
+        write_batch(tmp_path / f"data_batch_{i + 1}", pics[2 * i : 2 * i + 2], [i, i])
+    write_batch(tmp_path / "test_batch", pics[10:], [7, 8])
+    data = load_dataset("cifar10", tmp_path)
+    assert data.x_train.shape == (10, 3, 32, 32)
+    np.testing.assert_array_equal((data.x_train[0] * 255).round().astype(np.uint8), pics[0].transpose(2, 0, 1))
+    assert data.y_train.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and data.y_test.tolist() == [7, 8]
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    for i in range(5):
+        write_batch(tmp_path / f"data_batch_{i + 1}", images(1), [0])
+    with open(tmp_path / "test_batch", "wb") as fh:
+        pickle.dump({b"data": Evil(), b"labels": [0]}, fh)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+        load_cifar10_batches(tmp_path)
+
+
+def test_cifar100_and_svhn(tmp_path):
+    write_batch(tmp_path / "train", images(4), [0, 50, 99, 3], "fine_labels")
+    write_batch(tmp_path / "test", images(2), [1, 2], "fine_labels")
+    c100 = load_cifar100(tmp_path)
+    assert c100.nb_classes == 100 and c100.y_train.tolist() == [0, 50, 99, 3]
+    pics = images(5)
+    savemat(tmp_path / "train_32x32.mat", {"X": pics.transpose(1, 2, 3, 0), "y": np.array([[10], [1], [2], [3], [4]])})
+    savemat(tmp_path / "test_32x32.mat", {"X": pics[:2].transpose(1, 2, 3, 0), "y": np.array([[5], [10]])})
+    svhn = load_svhn(tmp_path)
+    assert svhn.y_train.tolist() == [0, 1, 2, 3, 4] and svhn.y_test.tolist() == [5, 0]
+    np.testing.assert_array_equal((svhn.x_train[1] * 255).round().astype(np.uint8), pics[1].transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("loader,expected", [
+    (load_cifar10_npz, "train.npz, test.npz"),
+    (load_cifar10_batches, "data_batch_1"),
+    (load_cifar100, "train, test"),
+    (load_svhn, "train_32x32.mat"),
+])
+def test_missing_files_are_named(tmp_path, loader, expected):
+    with pytest.raises(FileNotFoundError, match=expected):
+        loader(tmp_path)
+
+
+def test_paper_split_is_seeded_and_disjoint():
+    a, b = paper_split(50_000, seed=1), paper_split(50_000, seed=1)
+    assert len(a.members) == 25_000 and len(a.reference) == 25_000
+    assert np.array_equal(a.members, b.members)
+    assert not np.intersect1d(a.members, a.reference).size
+    with pytest.raises(ValueError, match="members must lie"):
+        paper_split(100, members=100)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("mnist", ".")
+
+
+def test_reproduce_recipe_runs_end_to_end_at_toy_size(tmp_path):
+    """The GPU recipe's code path on a CPU: synthetic CIFAR-format files, tiny UNet, a few steps."""
+    from diffence_plugin.reproduce import ReproduceSettings, reproduce
+
+    labels = np.arange(120) % 10
+    write_npz(tmp_path / "train.npz", images(120), labels)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    settings = ReproduceSettings(members=60, calibration=10, attacker=10, evaluation=20, target_epochs=1,
+                                 batch_size=32, ddpm_steps=3, ddpm_batch_size=8, unet="tiny", n=2, t=20, k=10,
+                                 attacks=("bb_rf", "bb_loss_rf"))
+    results = reproduce(tmp_path, settings, out_dir=tmp_path / "out", device="cpu", progress=False,
+                        log=lambda *a: None)
+    rows = results["rows"]
+    assert [r["defense"] for r in rows] == ["undefended", "scenario_1", "scenario_2", "scenario_3"]
+    assert len({r["test_accuracy"] for r in rows}) == 1 and all(r["labels_kept"] == 1.0 for r in rows)
+    assert set(results["timings"]) == {"load_data_s", "target_s", "ddpm_s", "diffence_s", "attacks_s"}
+    assert (tmp_path / "out" / "results.json").is_file()
