@@ -80,6 +80,20 @@ def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSpl
     return defenses, cands, released
 
 
+def undefended_releases(model, x: np.ndarray, split: MembershipSplit, device: torch.device | str = "cpu") -> dict:
+    """Softmax of the undefended model on every role's inputs, in float64 (``released["undefended"]``)."""
+    with torch.no_grad():
+        return {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)]).to(device)).double(), -1).cpu().numpy()
+                for r in ROLES}
+
+
+def labels_kept(released: dict[str, dict]) -> dict[str, float]:
+    """Per defense, the share of released vectors whose argmax equals the undefended one."""
+    labels = {r: released["undefended"][r].argmax(-1) for r in ROLES}
+    return {name: float(np.mean(np.concatenate([probs[r].argmax(-1) == labels[r] for r in ROLES])))
+            for name, probs in released.items()}
+
+
 def attack_rows(released: dict[str, dict], kept: dict[str, float], x: np.ndarray, y: np.ndarray,
                 split: MembershipSplit, target, pipelines: dict, attacks: tuple[str, ...], seed: int,
                 log=print) -> list[DefenseRow]:
@@ -144,10 +158,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     defenses, cands, diffence_released = diffence_scenarios(model, reconstructor, x, split, s, progress)
 
     log("[4/5] attacking the undefended model, Scenarios 1, 2, 3 and MemGuard")
-    with torch.no_grad():
-        undefended = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1).numpy()
-                      for r in roles}
-    released = {"undefended": undefended, **diffence_released}
+    released = {"undefended": undefended_releases(model, x, split), **diffence_released}
     memguards = {}
     if s.memguard:
         log("      fitting MemGuard on the defender's records (alone, and after Diffence scenario 1)")
@@ -156,9 +167,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
                                                            torch.from_numpy(released[source]["defender_nonmembers"]))
             released[name] = {r: guard(None, torch.from_numpy(released[source][r])).numpy() for r in roles}
             memguards[name] = guard
-    labels = np.concatenate([cands[r].original_log_probs.argmax(-1).numpy() for r in roles])
-    kept = {name: float(np.mean(labels == np.concatenate([probs[r].argmax(-1) for r in roles])))
-            for name, probs in released.items()}
+    kept = labels_kept(released)
 
     target = art_attacks.probability_classifier(model, (1, 8, 8), nb_classes)
     pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[str(k)]]) for k in (1, 2, 3)}

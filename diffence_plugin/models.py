@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 
 class DigitsCNN(nn.Module):
@@ -40,14 +39,14 @@ class DigitsMLP(nn.Module):
 def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int = 64,
                      lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool = True) -> nn.Module:
     """Train ``model`` with Adam and cross-entropy, no augmentation (the paper's undefended setting)."""
-    gen = torch.Generator().manual_seed(seed)
+    from .training.common import run_epochs
+
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in tqdm(range(epochs), desc="target", unit="epoch", disable=None if progress else True, leave=False):
-        for idx in torch.randperm(len(xt), generator=gen).split(batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    return model.eval()
+    return run_epochs(model, xt, yt, cross_entropy_loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed), progress=progress,
+                      desc="target")
+
+
+def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The plain objective, in the ``batch_loss(model, xb, yb, epoch)`` form of ``run_epochs``."""
+    return nn.functional.cross_entropy(model(xb), yb)

@@ -18,9 +18,13 @@ from .select import phi  # noqa: E402
 
 def plot_phi_histograms(released: dict, path: Path) -> Path:
     """One panel per defense: phi of the released vectors for evaluation members vs non-members (Fig. 4)."""
-    fig, axes = plt.subplots(1, len(released), figsize=(4 * len(released), 3), sharey=True, squeeze=False)
+    cols = min(3, len(released))
+    rows = -(-len(released) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
-    for ax, (name, probs) in zip(axes[0], released.items()):
+    for ax in axes.flat[len(released):]:
+        ax.set_visible(False)
+    for ax, (name, probs) in zip(axes.flat, released.items()):
         scores = {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
                   for role, _ in roles}
         edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=30)
@@ -28,6 +32,7 @@ def plot_phi_histograms(released: dict, path: Path) -> Path:
             ax.hist(scores[role], bins=edges, alpha=0.55, color=colour, density=True, label=role.replace("eval_", ""))
         ax.set_title(name)
         ax.set_xlabel("phi = log(p_max / (1 - p_max))")
+        ax.set_ylabel("density")
     axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -86,7 +86,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
               log=print) -> dict:
     """Run the experiment; write ``results.json``; return the results (timings included)."""
     from .adapters import art_attacks
-    from .demo import ROLES, DemoSettings, attack_rows, diffence_scenarios
+    from .demo import DemoSettings, attack_rows, diffence_scenarios, labels_kept, undefended_releases
     from .evaluate import accuracy
 
     s = settings
@@ -133,14 +133,12 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     timings["diffence_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    released["undefended"] = undefended_releases(model, data.x_train, split)
     with torch.no_grad():
-        released["undefended"] = {r: torch.softmax(model(torch.from_numpy(data.x_train[getattr(split, r)])).double(),
-                                                   -1).cpu().numpy() for r in ROLES}
         test_probs = torch.cat([torch.softmax(model(torch.from_numpy(chunk)).double(), -1).cpu()
                                 for chunk in np.array_split(data.x_test, max(1, len(data.x_test) // 1024))])
     order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
-    labels = {r: order["undefended"][r].argmax(-1) for r in ROLES}
-    kept = {k: float(np.mean(np.concatenate([v[r].argmax(-1) == labels[r] for r in ROLES]))) for k, v in order.items()}
+    kept = labels_kept(order)
     pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]]) for k in "123"}
     target = art_attacks.probability_classifier(model, (3, 32, 32), data.nb_classes)
     rows = attack_rows(order, kept, data.x_train, data.y_train, split, target, pipelines, s.attacks, s.seed, log)

@@ -11,13 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diffence_plugin import DefensePipeline, train_diffusion
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.data import digits_images, membership_split
-from diffence_plugin.demo import ROLES, DemoSettings, attack_rows, diffence_scenarios
+from diffence_plugin.demo import ROLES, DemoSettings, attack_rows, diffence_scenarios, labels_kept, undefended_releases
 from diffence_plugin.hamp_output import HAMPOutput
 from diffence_plugin.training import train_target
 
@@ -51,17 +50,13 @@ def main() -> None:
                               options=options, **train)
         model = target.model
         defenses, cands, released = diffence_scenarios(model, reconstructor, x, split, s, progress=False)
-        with torch.no_grad():
-            released["undefended"] = {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)])).double(), -1)
-                                      .numpy() for r in ROLES}
+        released["undefended"] = undefended_releases(model, x, split)
         if name == "hamp":  # HAMP = its training plus its test-time output modification, in every column
             hamp = HAMPOutput(seed=s.seed)
             hamp.bind(model)
             released = {k: {r: hamp(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(v[r])).numpy()
                             for r in ROLES} for k, v in released.items()}
-        labels = {r: released["undefended"][r].argmax(-1) for r in ROLES}
-        kept = {k: float(np.mean(np.concatenate([v[r].argmax(-1) == labels[r] for r in ROLES])))
-                for k, v in released.items()}
+        kept = labels_kept(released)
         post = [hamp] if name == "hamp" else []
         pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post) for k in "123"}
         if post:

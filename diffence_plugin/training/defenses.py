@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..models import cross_entropy_loss
 from .common import run_epochs
 
 
@@ -30,7 +31,7 @@ class Standard:
 
     def train(self, model, x, y, **kw):
         run = {k: kw[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
-        return run_epochs(model, x, y, lambda m, xb, yb, e: F.cross_entropy(m(xb), yb), desc="target", **run), {}
+        return run_epochs(model, x, y, cross_entropy_loss, desc="target", **run), {}
 
 
 class RelaxLoss:
@@ -128,8 +129,8 @@ class SELENA:
         soft = torch.zeros(len(x), int(y.max()) + 1 if "nb_classes" not in kw else kw["nb_classes"])
         for j in range(self.k):
             left_out = (excluded == j).any(dim=1)
-            sub = run_epochs(copy.deepcopy(model), x[~left_out], y[~left_out],
-                             lambda m, xb, yb, e: F.cross_entropy(m(xb), yb), desc=f"selena {j + 1}/{self.k}", **run)
+            sub = run_epochs(copy.deepcopy(model), x[~left_out], y[~left_out], cross_entropy_loss,
+                             desc=f"selena {j + 1}/{self.k}", **run)
             with torch.no_grad():
                 soft[left_out] += F.softmax(sub(x[left_out]), dim=-1) / self.l
         index = torch.arange(len(x))
