@@ -85,17 +85,29 @@ def _train_target(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise SystemExit(f"error: output directory {str(out)!r} is not empty; pass --overwrite to replace it")
-    x, y = digits_images()
-    split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
+    if args.dataset == "digits":
+        x, y = digits_images()
+        split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
+        members, test, reference = split.members, (x[split.eval_nonmembers], y[split.eval_nonmembers]), \
+            (x[split.defender_nonmembers], y[split.defender_nonmembers])
+    else:
+        from .datasets import load_dataset, paper_split
+
+        if not args.data:
+            raise SystemExit(f"error: --dataset {args.dataset} needs --data FOLDER with its files")
+        data = load_dataset(args.dataset, args.data)
+        x, y = data.x_train, data.y_train
+        chosen = paper_split(len(x), args.members or 25_000, args.seed)
+        members, test = chosen.members, (data.x_test, data.y_test)
+        reference = (x[chosen.reference[:5_000]], y[chosen.reference[:5_000]])
     options = _parse_options(args.option)
     if args.defense == "dpsgd":
         options.setdefault("epsilon", args.epsilon)
         if args.delta is not None:
             options.setdefault("delta", args.delta)
-    target = train_target(x[split.members], y[split.members], defense=args.defense, model=args.model,
-                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          progress=not args.no_progress, test=(x[split.eval_nonmembers], y[split.eval_nonmembers]),
-                          reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]), options=options)
+    target = train_target(x[members], y[members], defense=args.defense, model=args.model, epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress,
+                          test=test, reference=reference, options=options)
     save_target(target, out, overwrite=args.overwrite)
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in target.metrics.items())
     print(f"saved {args.model} trained with {args.defense} to {out} ({metrics})")
@@ -149,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     target = sub.add_parser("train-target", help="train a target classifier, optionally with a training-time defense")
     target.add_argument("--defense", default="none", help=f"one of {', '.join(TRAINING_DEFENSES)} or a plugin's")
-    target.add_argument("--dataset", choices=("digits",), default="digits",
-                        help="sklearn's digits, 300 members (the demo's split)")
+    target.add_argument("--dataset", choices=("digits", "cifar10", "cifar100", "svhn"), default="digits",
+                        help="digits: sklearn's, 300 members (the demo's split); others: --data FOLDER, the paper's "
+                             "split (25,000 members by default), tested on the test set")
+    target.add_argument("--data", help="folder with the dataset's files (not for digits)")
+    target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default 25,000)")
     target.add_argument("--model", choices=sorted(MODELS), default="digits_mlp")
     target.add_argument("--epochs", type=int, default=100)
     target.add_argument("--batch-size", type=int, default=64)

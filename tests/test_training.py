@@ -169,3 +169,17 @@ def test_cli_train_target(tmp_path, capsys):
                  "--out", str(out), "--no-progress"]) == 0
     assert load_target(out).options == {"alpha": 0.5}
     assert "relaxloss" in capsys.readouterr().out
+
+
+def test_cli_train_target_on_a_cifar_format_folder(tmp_path, capsys):
+    from .test_datasets import images, write_npz
+
+    write_npz(tmp_path / "train.npz", images(40), np.arange(40) % 10)
+    write_npz(tmp_path / "test.npz", images(10), np.arange(10) % 10)
+    out = tmp_path / "resnet"
+    assert main(["train-target", "--dataset", "cifar10", "--data", str(tmp_path), "--members", "20",
+                 "--model", "resnet18", "--epochs", "1", "--batch-size", "10", "--out", str(out), "--no-progress"]) == 0
+    loaded = load_target(out)
+    assert loaded.input_shape == (3, 32, 32) and loaded.model_name == "resnet18"
+    with pytest.raises(SystemExit, match="needs --data"):
+        main(["train-target", "--dataset", "svhn", "--out", str(tmp_path / "x")])
