@@ -18,7 +18,7 @@ limitations of defences.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +28,9 @@ from art.estimators.classification.pytorch import PyTorchClassifier
 from art.estimators.estimator import BaseEstimator
 
 from diffence_plugin import Diffence
+from diffence_plugin.classify import Classifier
 from diffence_plugin.pipeline import DefensePipeline
 from diffence_plugin.validation import as_image_batch
-
-Classifier = Callable[[torch.Tensor], torch.Tensor]
 
 
 class DiffencePreprocessor(PreprocessorPyTorch):

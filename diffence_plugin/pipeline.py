@@ -79,10 +79,10 @@ class DefensePipeline:
             if callable(getattr(d, "bind", None)):
                 d.bind(classifier)
 
-    def _model(self, classifier: Classifier) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The classifier seen through every pre-inference defense (the first listed is outermost)."""
+    def _model(self, classifier: Classifier, pre: Sequence[Any] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The classifier seen through the pre-inference defenses ``pre`` (default all; the first is outermost)."""
         model = classifier
-        for defense in reversed(self.pre):
+        for defense in reversed(self.pre if pre is None else pre):
             model = partial(defense.defend, model)
         return model
 
@@ -125,10 +125,7 @@ class DefensePipeline:
         self._bind(classifier)
         for i, defense in enumerate(self.pre):
             if callable(getattr(defense, "fit", None)):
-                inner = classifier
-                for later in reversed(self.pre[i + 1:]):
-                    inner = partial(later.defend, inner)
-                defense.fit(inner, x_members, x_nonmembers)
+                defense.fit(self._model(classifier, self.pre[i + 1:]), x_members, x_nonmembers)
         for i, defense in enumerate(self.post):
             if callable(getattr(defense, "fit", None)):
                 defense.fit(self._upstream(classifier, i), x_members, x_nonmembers)

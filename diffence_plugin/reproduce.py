@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import MembershipSplit
 from .datasets import load_dataset, paper_split
-from .pipeline import DefensePipeline
+from .pipeline import DefensePipeline, probabilities
 from .reconstruct import cifar_unet_config
 from .train_diffusion import train_diffusion
 from .training import build_model
@@ -134,9 +134,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
 
     clock = time.perf_counter()
     released["undefended"] = undefended_releases(model, data.x_train, split)
-    with torch.no_grad():
-        test_probs = torch.cat([torch.softmax(model(torch.from_numpy(chunk)).double(), -1).cpu()
-                                for chunk in np.array_split(data.x_test, max(1, len(data.x_test) // 1024))])
+    test_probs = probabilities(model, torch.from_numpy(data.x_test)).cpu()
     order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
     kept = labels_kept(order)
     pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]]) for k in "123"}

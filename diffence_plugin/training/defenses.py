@@ -1,7 +1,8 @@
 """Training-time defenses, each written from its paper's description (no code copied).
 
-Every class has ``train(model, x, y, *, epochs, batch_size, lr, weight_decay, generator, progress, reference)``
-returning the trained plain model and extra metrics.
+Every class has ``train(model, x, y, *, nb_classes, reference=None, **loop)`` returning the trained plain model
+and extra metrics; ``loop`` holds ``run_epochs``' options (epochs, batch_size, lr, weight_decay, generator,
+progress).
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 class Standard:
     """No defense: cross-entropy with Adam (the paper's undefended setting)."""
 
-    def train(self, model, x, y, **kw):
-        run = {k: kw[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
-        return run_epochs(model, x, y, cross_entropy_loss, desc="target", **run), {}
+    def train(self, model, x, y, *, nb_classes, reference=None, **loop):
+        return run_epochs(model, x, y, cross_entropy_loss, desc="target", **loop), {}
 
 
 class RelaxLoss:
@@ -62,9 +62,8 @@ class RelaxLoss:
         target = torch.where(correct, flat, F.one_hot(yb, k).float())
         return soft_cross_entropy(logits, target)
 
-    def train(self, model, x, y, **kw):
-        run = {k: kw[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
-        return run_epochs(model, x, y, self._loss, desc="relaxloss", **run), {}
+    def train(self, model, x, y, *, nb_classes, reference=None, **loop):
+        return run_epochs(model, x, y, self._loss, desc="relaxloss", **loop), {}
 
 
 def hamp_soft_label_confidence(nb_classes: int, gamma: float) -> float:
@@ -96,8 +95,8 @@ class HAMP:
             raise ValueError(f"gamma must lie in (0, 1) and alpha >= 0, got {gamma}, {alpha}")
         self.gamma, self.alpha = gamma, alpha
 
-    def train(self, model, x, y, **kw):
-        k = int(y.max()) + 1 if "nb_classes" not in kw else kw["nb_classes"]
+    def train(self, model, x, y, *, nb_classes, reference=None, **loop):
+        k = nb_classes
         p = hamp_soft_label_confidence(k, self.gamma)
         soft = torch.full((k, k), (1 - p) / (k - 1)).fill_diagonal_(p)
 
@@ -105,8 +104,7 @@ class HAMP:
             logits = m(xb)
             return soft_cross_entropy(logits, soft[yb]) - self.alpha * entropy(logits).mean()
 
-        run = {k_: kw[k_] for k_ in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
-        return run_epochs(model, x, y, loss, desc="hamp", **run), {"soft_label_confidence": p}
+        return run_epochs(model, x, y, loss, desc="hamp", **loop), {"soft_label_confidence": p}
 
 
 class SELENA:
@@ -122,20 +120,19 @@ class SELENA:
             raise ValueError(f"need 1 <= l < k, got k={k}, l={l}")
         self.k, self.l = k, l
 
-    def train(self, model, x, y, **kw):
-        gen = kw["generator"]
-        run = {k_: kw[k_] for k_ in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
+    def train(self, model, x, y, *, nb_classes, reference=None, **loop):
+        gen = loop["generator"]
         excluded = torch.stack([torch.randperm(self.k, generator=gen)[: self.l] for _ in range(len(x))])
-        soft = torch.zeros(len(x), int(y.max()) + 1 if "nb_classes" not in kw else kw["nb_classes"])
+        soft = torch.zeros(len(x), nb_classes)
         for j in range(self.k):
             left_out = (excluded == j).any(dim=1)
             sub = run_epochs(copy.deepcopy(model), x[~left_out], y[~left_out], cross_entropy_loss,
-                             desc=f"selena {j + 1}/{self.k}", **run)
+                             desc=f"selena {j + 1}/{self.k}", **loop)
             with torch.no_grad():
                 soft[left_out] += F.softmax(sub(x[left_out]), dim=-1) / self.l
         index = torch.arange(len(x))
         final = run_epochs(model, x, index, lambda m, xb, ib, e: soft_cross_entropy(m(xb), soft[ib]),
-                           desc="selena distill", **run)
+                           desc="selena distill", **loop)
         return final, {"soft_label_accuracy": float((soft.argmax(-1) == y).float().mean())}
 
 
@@ -152,12 +149,12 @@ class AdvReg:
             raise ValueError(f"lam must be >= 0 and attack_steps >= 1, got {lam}, {attack_steps}")
         self.lam, self.attack_steps, self.attack_lr = lam, attack_steps, attack_lr
 
-    def train(self, model, x, y, *, reference=None, **kw):
+    def train(self, model, x, y, *, nb_classes, reference=None, **loop):
         if reference is None:
             raise ValueError("AdvReg needs reference non-member data: pass x_reference= and y_reference=")
         xr, yr = reference
-        k = int(max(y.max(), yr.max())) + 1 if "nb_classes" not in kw else kw["nb_classes"]
-        gen = kw["generator"]
+        k = nb_classes
+        gen = loop["generator"]
         attack = nn.Sequential(nn.Linear(2 * k, 64), nn.ReLU(), nn.Linear(64, 1))
         attack_opt = torch.optim.Adam(attack.parameters(), lr=self.attack_lr)
 
@@ -178,5 +175,4 @@ class AdvReg:
             member_score = F.logsigmoid(attack(torch.cat([F.softmax(out, -1), F.one_hot(yb, k).float()], -1)))
             return F.cross_entropy(out, yb) + self.lam * member_score.mean()
 
-        run = {k_: kw[k_] for k_ in ("epochs", "batch_size", "lr", "weight_decay", "generator", "progress")}
-        return run_epochs(model, x, y, loss, desc="advreg", **run), {}
+        return run_epochs(model, x, y, loss, desc="advreg", **loop), {}

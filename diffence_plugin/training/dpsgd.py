@@ -30,7 +30,8 @@ class DPSGD:
     opacus_compatible = True
 
     def train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-              weight_decay: float, generator: torch.Generator, progress: bool, **_) -> tuple[nn.Module, dict]:
+              weight_decay: float, generator: torch.Generator, progress: bool, nb_classes: int,
+              reference=None) -> tuple[nn.Module, dict]:
         from opacus import PrivacyEngine
         from opacus.validators import ModuleValidator
 
