@@ -1,4 +1,4 @@
-"""ART's membership-inference attacks, run with the same protocol as ``diffence_plugin.evaluate``.
+"""ART's membership-inference attacks, run with the same protocol as ``diffence_plugin.evaluation``.
 
 The attacker fits on its own known members/non-members and is scored on disjoint evaluation sets.
 Released predictions can be passed precomputed (ART's ``pred=`` arguments), so one reconstruction of each
@@ -21,7 +21,7 @@ from art.estimators.classification.pytorch import PyTorchClassifier
 from art.estimators.estimator import BaseEstimator
 from torch import nn
 
-from diffence_plugin.evaluate import AttackResult, membership_metrics
+from diffence_plugin.evaluation.metrics import AttackResult, membership_metrics
 
 BLACK_BOX = {
     "bb_nn": ("prediction", "nn"),

@@ -12,7 +12,7 @@ import torch
 from art.defences.postprocessor import GaussianNoise, HighConfidence, ReverseSigmoid, Rounded
 from art.defences.postprocessor.postprocessor import Postprocessor
 
-from diffence_plugin.hookspecs import hookimpl
+from diffence_plugin.plugins import hookimpl
 
 
 class ARTPostprocessor:

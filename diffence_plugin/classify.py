@@ -55,3 +55,10 @@ def classify(classifier: Classifier, images: torch.Tensor, max_batch: int) -> to
             raise ValueError("the classifier returned NaN or infinite outputs")
         outputs.append(out.detach())
     return torch.cat(outputs)
+
+
+def probabilities(classifier: Classifier, x: torch.Tensor, max_batch: int = 1024) -> torch.Tensor:
+    """(B, K) float64 probabilities of ``classifier`` (logits or probabilities out) on ``x``."""
+    raw = classify(classifier, x, max_batch)
+    kind = "probabilities" if looks_like_probabilities(raw) else "logits"
+    return to_log_probabilities(raw, kind).exp()

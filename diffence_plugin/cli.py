@@ -11,8 +11,8 @@ import torch
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, run_demo
-    from .report import format_attack_table, format_table
+    from .recipes.demo import DemoSettings, run_demo
+    from .evaluation.report import format_attack_table, format_table
 
     settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
                             ddpm_max_timestep=max(args.t, 1))
@@ -40,9 +40,10 @@ def _load_images(path: str) -> np.ndarray:
 
 
 def _train_diffusion(args: argparse.Namespace) -> int:
-    from .data import digits_images, membership_split
+    from .data import digits_images
+    from .diffusion import train_diffusion
+    from .evaluation.protocol import membership_split
     from .reconstruct import cifar_unet_config
-    from .train_diffusion import train_diffusion
 
     if args.images:
         images = _load_images(args.images)
@@ -79,8 +80,9 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 def _train_target(args: argparse.Namespace) -> int:
-    from .data import digits_images, membership_split
-    from .training import save_target, train_target
+    from .data import digits_images
+    from .defenses.training import save_target, train_target
+    from .evaluation.protocol import membership_split
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -91,7 +93,7 @@ def _train_target(args: argparse.Namespace) -> int:
         members, test, reference = split.members, (x[split.eval_nonmembers], y[split.eval_nonmembers]), \
             (x[split.defender_nonmembers], y[split.defender_nonmembers])
     else:
-        from .datasets import load_dataset, paper_split
+        from .data import load_dataset, paper_split
 
         if not args.data:
             raise SystemExit(f"error: --dataset {args.dataset} needs --data FOLDER with its files")
@@ -115,8 +117,8 @@ def _train_target(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .report import format_table
-    from .reproduce import ReproduceSettings, reproduce
+    from .evaluation.report import format_table
+    from .recipes.reproduce import ReproduceSettings, reproduce
 
     settings = ReproduceSettings(dataset=args.dataset, target_epochs=args.epochs, ddpm_seconds=args.ddpm_seconds,
                                  members=args.members, calibration=args.calibration, evaluation=args.evaluation,
@@ -157,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train_diffusion)
 
-    from .training import MODELS, TRAINING_DEFENSES
+    from .data.models import MODELS
+    from .defenses.training import TRAINING_DEFENSES
 
     target = sub.add_parser("train-target", help="train a target classifier, optionally with a training-time defense")
     target.add_argument("--defense", default="none", help=f"one of {', '.join(TRAINING_DEFENSES)} or a plugin's")
@@ -182,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="the paper's experiment (ResNet-18, 25,000 members) on one GPU")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
-    rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.datasets)")
+    rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
     rep.add_argument("--members", type=int, default=25_000)
     rep.add_argument("--calibration", type=int, default=1_000)
     rep.add_argument("--attacker", type=int, default=1_000)

@@ -12,8 +12,10 @@ from sklearn.metrics import roc_auc_score
 from diffence_plugin import Diffence, train_diffusion
 from diffence_plugin.adapters.art import DiffenceClassifier
 from diffence_plugin.adapters.art_attacks import probability_classifier
-from diffence_plugin.data import digits_images, membership_split
-from diffence_plugin.models import DigitsMLP, train_classifier
+from diffence_plugin.data import digits_images
+from diffence_plugin.evaluation.protocol import membership_split
+from diffence_plugin.data import DigitsMLP
+from diffence_plugin.defenses.training import train_classifier
 
 torch.manual_seed(0)
 x, y = digits_images()

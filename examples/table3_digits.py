@@ -15,10 +15,13 @@ import torch
 
 from diffence_plugin import DefensePipeline, train_diffusion
 from diffence_plugin.adapters import art_attacks
-from diffence_plugin.data import digits_images, membership_split
-from diffence_plugin.demo import ROLES, DemoSettings, attack_rows, diffence_scenarios, labels_kept, undefended_releases
-from diffence_plugin.hamp_output import HAMPOutput
-from diffence_plugin.training import train_target
+from diffence_plugin.data import digits_images
+from diffence_plugin.evaluation.protocol import membership_split
+from diffence_plugin.evaluation.protocol import ROLES
+from diffence_plugin.evaluation.runner import attack_rows, diffence_scenarios, labels_kept, undefended_releases
+from diffence_plugin.recipes.demo import DemoSettings
+from diffence_plugin.defenses.hamp_output import HAMPOutput
+from diffence_plugin.defenses.training import train_target
 
 DEFENSES = [  # name, options, training overrides (DP-SGD: SGD at a higher rate, fewer epochs)
     ("none", {}, {}),
@@ -49,7 +52,8 @@ def main() -> None:
                               reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]),
                               options=options, **train)
         model = target.model
-        defenses, cands, released = diffence_scenarios(model, reconstructor, x, split, s, progress=False)
+        defenses, cands, released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k, seed=s.seed,
+                                                       progress=False)
         released["undefended"] = undefended_releases(model, x, split)
         if name == "hamp":  # HAMP = its training plus its test-time output modification, in every column
             hamp = HAMPOutput(seed=s.seed)

@@ -10,8 +10,9 @@ from art.estimators.classification import PyTorchClassifier
 from diffence_plugin import Diffence, train_diffusion
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DiffenceClassifier, DiffencePreprocessor
-from diffence_plugin.data import membership_split
-from diffence_plugin.models import DigitsMLP, train_classifier
+from diffence_plugin.evaluation.protocol import membership_split
+from diffence_plugin.data import DigitsMLP
+from diffence_plugin.defenses.training import train_classifier
 
 from .conftest import onehot
 

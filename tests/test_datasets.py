@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from diffence_plugin.datasets import (
+from diffence_plugin.data.datasets import (
     load_cifar10_batches,
     load_cifar10_npz,
     load_cifar100,
@@ -124,7 +124,7 @@ def test_paper_split_is_seeded_and_disjoint():
 
 def test_reproduce_recipe_runs_end_to_end_at_toy_size(tmp_path):
     """The GPU recipe's code path on a CPU: synthetic CIFAR-format files, tiny UNet, a few steps."""
-    from diffence_plugin.reproduce import ReproduceSettings, reproduce
+    from diffence_plugin.recipes.reproduce import ReproduceSettings, reproduce
 
     labels = np.arange(120) % 10
     write_npz(tmp_path / "train.npz", images(120), labels)

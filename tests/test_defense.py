@@ -145,7 +145,7 @@ def test_config_types_are_checked():
 
 
 def test_digits_cnn_is_a_valid_classifier_for_the_defense(rec):
-    from diffence_plugin.models import DigitsCNN
+    from diffence_plugin.data import DigitsCNN
 
     model = DigitsCNN().eval()
     x = torch.rand(3, 1, 8, 8)

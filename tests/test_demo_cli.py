@@ -7,8 +7,8 @@ import json
 import pytest
 
 from diffence_plugin.cli import main
-from diffence_plugin.demo import DemoSettings, run_demo
-from diffence_plugin.report import format_attack_table, format_table
+from diffence_plugin.recipes.demo import DemoSettings, run_demo
+from diffence_plugin.evaluation.report import format_attack_table, format_table
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffence_plugin.evaluate import (
+from diffence_plugin.evaluation.metrics import (
     THRESHOLD_ATTACKS,
     accuracy,
     best_attack,

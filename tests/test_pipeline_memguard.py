@@ -10,7 +10,7 @@ from diffence_plugin import DefensePipeline, Diffence, MemGuard
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DefendedClassifier
 from diffence_plugin.adapters.art_plugins import OneHotLabels
-from diffence_plugin.memguard import sorted_features
+from diffence_plugin.defenses.memguard import sorted_features
 
 from .conftest import LinearClassifier, make_reconstructor
 

@@ -1,4 +1,4 @@
-"""Target training shared by every training-time defense: models by name, the epoch loop, checkpoints."""
+"""Target training shared by every training-time defense: the epoch loop, the plain objective, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,28 +13,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cifar_models import DenseNet121, ResNet18
-from ..models import DigitsCNN, DigitsMLP
+from ...data.models import build_model
 
 FORMAT = "diffence-target"
-MODELS: dict[str, Callable[[int, int], nn.Module]] = {
-    "digits_cnn": lambda classes, channels: DigitsCNN(classes),
-    "digits_mlp": lambda classes, channels: DigitsMLP(classes),
-    "resnet18": lambda classes, channels: ResNet18(classes, channels),
-    "densenet121": lambda classes, channels: DenseNet121(classes, channels),
-}
-
-
-def build_model(name: str, nb_classes: int, channels: int, opacus_compatible: bool = False) -> nn.Module:
-    """A fresh model by name; ``opacus_compatible`` swaps BatchNorm for GroupNorm (opacus' ModuleValidator.fix)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    model = MODELS[name](nb_classes, channels)
-    if opacus_compatible:
-        from opacus.validators import ModuleValidator
-
-        model = ModuleValidator.fix(model)
-    return model
 
 
 @dataclass
@@ -70,6 +51,20 @@ def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             batch_loss(model, x[idx], y[idx], epoch).backward()
             optimizer.step()
     return model.eval()
+
+
+def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The plain objective, in the ``batch_loss(model, xb, yb, epoch)`` form of ``run_epochs``."""
+    return nn.functional.cross_entropy(model(xb), yb)
+
+
+def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int = 64,
+                     lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool = True) -> nn.Module:
+    """Train ``model`` with Adam and cross-entropy, no augmentation (the paper's undefended setting)."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    return run_epochs(model, xt, yt, cross_entropy_loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed), progress=progress,
+                      desc="target")
 
 
 def accuracy_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -121,7 +116,7 @@ def load_target(path: str | Path) -> TrainedTarget:
 
 def as_tensors(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated float32 images and int64 labels."""
-    from ..validation import as_image_batch
+    from ...validation import as_image_batch
 
     xt = as_image_batch(x)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)

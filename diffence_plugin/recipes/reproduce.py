@@ -19,12 +19,14 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .data import MembershipSplit
-from .datasets import load_dataset, paper_split
-from .pipeline import DefensePipeline, probabilities
-from .reconstruct import cifar_unet_config
-from .train_diffusion import train_diffusion
-from .training import build_model
+from ..classify import probabilities
+from ..data import build_model, load_dataset, paper_split
+from ..diffusion import train_diffusion
+from ..evaluation.metrics import accuracy
+from ..evaluation.protocol import MembershipSplit
+from ..evaluation.runner import attack_rows, diffence_scenarios, labels_kept, undefended_releases
+from ..plugins import DefensePipeline
+from ..reconstruct import cifar_unet_config
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
               out_dir: str | Path = "runs/reproduce", device: str | None = None, progress: bool = True,
               log=print) -> dict:
     """Run the experiment; write ``results.json``; return the results (timings included)."""
-    from .adapters import art_attacks
-    from .demo import DemoSettings, attack_rows, diffence_scenarios, labels_kept, undefended_releases
-    from .evaluate import accuracy
+    from ..adapters import art_attacks
 
     s = settings
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -125,9 +125,9 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     timings["ddpm_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    demo_like = DemoSettings(n=s.n, t=s.t, k=s.k, seed=s.seed)
     log(f"Diffence on {2 * need} inputs x {s.n} reconstructions")
-    defenses, cands, released = diffence_scenarios(model, reconstructor, data.x_train, split, demo_like, progress,
+    defenses, cands, released = diffence_scenarios(model, reconstructor, data.x_train, split, n=s.n, t=s.t, k=s.k,
+                                                   seed=s.seed, progress=progress,
                                                    max_batch=s.max_batch,
                                                    autocast=torch.bfloat16 if dev.type == "cuda" else None)
     timings["diffence_s"] = time.perf_counter() - clock

@@ -14,7 +14,7 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "diffence_plugin"
 LOAD_PLUGINS_ENV = "DIFFENCE_LOAD_PLUGINS"
-DEFAULT_PLUGINS = ("diffence_plugin.default_plugins",)
+DEFAULT_PLUGINS = ("diffence_plugin.plugins.builtin",)
 STAGES = ("training", "pre_inference", "post_inference")
 
 

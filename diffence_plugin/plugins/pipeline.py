@@ -12,16 +12,9 @@ from typing import Any, Callable, Sequence
 import pluggy
 import torch
 
-from .classify import Classifier, classify, looks_like_probabilities, to_log_probabilities
-from .plugins import fold_hook, get_defenses, get_plugin_manager
-from .validation import as_image_batch
-
-
-def probabilities(classifier: Classifier, x: torch.Tensor, max_batch: int = 1024) -> torch.Tensor:
-    """(B, K) float64 probabilities of ``classifier`` (logits or probabilities out) on ``x``."""
-    raw = classify(classifier, x, max_batch)
-    kind = "probabilities" if looks_like_probabilities(raw) else "logits"
-    return to_log_probabilities(raw, kind).exp()
+from ..classify import Classifier, probabilities
+from ..validation import as_image_batch
+from .manager import fold_hook, get_defenses, get_plugin_manager
 
 
 class DefensePipeline:

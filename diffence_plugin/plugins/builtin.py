@@ -7,8 +7,8 @@ from .hookspecs import hookimpl
 
 
 def _diffence(reconstructor=None, path=None, calibration=None, **config):
-    from .defense import Diffence
-    from .reconstruct import Reconstructor
+    from ..defense import Diffence
+    from ..reconstruct import Reconstructor
 
     if (reconstructor is None) == (path is None):
         raise ValueError("the 'diffence' defense needs exactly one of reconstructor= or path= (a saved model)")
@@ -19,15 +19,15 @@ def _diffence(reconstructor=None, path=None, calibration=None, **config):
 
 
 def _memguard(**options):
-    from .memguard import MemGuard
+    from ..defenses.memguard import MemGuard
 
     return MemGuard(**options)
 
 
 @hookimpl
 def diffence_register_training_defenses(register):
-    from .training import defenses
-    from .training.dpsgd import DPSGD
+    from ..defenses.training import defenses
+    from ..defenses.training.dpsgd import DPSGD
 
     register("none", defenses.Standard)
     register("dpsgd", DPSGD)
@@ -38,7 +38,7 @@ def diffence_register_training_defenses(register):
 
 
 def _hamp_output(**options):
-    from .hamp_output import HAMPOutput
+    from ..defenses.hamp_output import HAMPOutput
 
     return HAMPOutput(**options)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .classify import Classifier
+from ..classify import Classifier, probabilities
 
 
 class HAMPOutput:
@@ -25,8 +25,6 @@ class HAMPOutput:
     def __call__(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         if self.classifier is None:
             raise ValueError("HAMPOutput needs the classifier: use it inside a DefensePipeline or call bind()")
-        from .pipeline import probabilities
-
         probs = torch.as_tensor(probs, dtype=torch.float64)
         noise = torch.rand(x.shape, generator=self._generator).to(x.device)
         values = probabilities(self.classifier, noise).to(probs.device).sort(dim=-1, descending=True).values

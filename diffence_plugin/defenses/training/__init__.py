@@ -7,7 +7,8 @@ import time
 import numpy as np
 import torch
 
-from .common import MODELS, TrainedTarget, accuracy_of, as_tensors, build_model, load_target, save_target
+from ...data.models import MODELS, build_model
+from .common import TrainedTarget, accuracy_of, as_tensors, load_target, save_target, train_classifier
 from .dpsgd import DPSGD, to_plain_model
 
 TRAINING_DEFENSES = ("none", "dpsgd", "relaxloss", "hamp", "selena", "advreg")
@@ -29,7 +30,7 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
         The trained plain model (no opacus hooks) with its metrics: train/test accuracy, seconds, and for
         DP-SGD the spent epsilon.
     """
-    from ..plugins import get_defenses
+    from ...plugins import get_defenses
 
     registry = get_defenses(plugin_manager)
     entry = registry.get(defense)
@@ -58,4 +59,4 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
 
 
 __all__ = ["DPSGD", "MODELS", "TRAINING_DEFENSES", "TrainedTarget", "build_model", "load_target", "save_target",
-           "to_plain_model", "train_target"]
+           "to_plain_model", "train_classifier", "train_target"]

@@ -1,10 +1,13 @@
-"""Small target classifiers and their training loop, for the demo and the tests."""
+"""The model zoo: target architectures by name (no training loops; those live in ``defenses.training``)."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Callable
+
 import torch
 from torch import nn
+
+from .cifar_models import DenseNet121, ResNet18
 
 
 class DigitsCNN(nn.Module):
@@ -36,17 +39,21 @@ class DigitsMLP(nn.Module):
         return self.net(x)
 
 
-def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 60, batch_size: int = 64,
-                     lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool = True) -> nn.Module:
-    """Train ``model`` with Adam and cross-entropy, no augmentation (the paper's undefended setting)."""
-    from .training.common import run_epochs
-
-    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
-    return run_epochs(model, xt, yt, cross_entropy_loss, epochs=epochs, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed), progress=progress,
-                      desc="target")
+MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+    "digits_cnn": lambda classes, channels: DigitsCNN(classes),
+    "digits_mlp": lambda classes, channels: DigitsMLP(classes),
+    "resnet18": lambda classes, channels: ResNet18(classes, channels),
+    "densenet121": lambda classes, channels: DenseNet121(classes, channels),
+}
 
 
-def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
-    """The plain objective, in the ``batch_loss(model, xb, yb, epoch)`` form of ``run_epochs``."""
-    return nn.functional.cross_entropy(model(xb), yb)
+def build_model(name: str, nb_classes: int, channels: int, opacus_compatible: bool = False) -> nn.Module:
+    """A fresh model by name; ``opacus_compatible`` swaps BatchNorm for GroupNorm (opacus' ModuleValidator.fix)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    model = MODELS[name](nb_classes, channels)
+    if opacus_compatible:
+        from opacus.validators import ModuleValidator
+
+        model = ModuleValidator.fix(model)
+    return model

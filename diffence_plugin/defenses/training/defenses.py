@@ -14,8 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models import cross_entropy_loss
-from .common import run_epochs
+from .common import cross_entropy_loss, run_epochs
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

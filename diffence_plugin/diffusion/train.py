@@ -13,8 +13,8 @@ from diffusers import UNet2DModel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .reconstruct import Reconstructor, default_scheduler, tiny_unet_config
-from .validation import as_image_batch
+from ..reconstruct import Reconstructor, default_scheduler, tiny_unet_config
+from ..validation import as_image_batch
 
 
 def train_diffusion(

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .select import phi  # noqa: E402
+from ..select import phi  # noqa: E402
 
 
 def plot_phi_histograms(released: dict, path: Path) -> Path:

@@ -1,18 +1,18 @@
-"""Data: sklearn's bundled digits as images, and reproducible membership splits."""
+"""The membership protocol: who knows which records.
+
+Members train the target; the defender calibrates on its own known members and non-members, the attacker
+fits every attack on its own known records, and every figure is scored on evaluation records that neither
+of them used. The six role sets are pairwise disjoint.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import load_digits
 
-
-def digits_images() -> tuple[np.ndarray, np.ndarray]:
-    """The 1,797 8x8 digits as float32 (S, 1, 8, 8) images in [0, 1] and int64 labels; no download."""
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None]
-    return x, bunch.target.astype(np.int64)
+ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
+         "eval_members", "eval_nonmembers")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""The package layout: no import cycles between modules, and no recipe importing another recipe."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "diffence_plugin"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules of diffence_plugin that ``path`` imports at module level (function-level imports are lazy)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("diffence_plugin"):
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("diffence_plugin"))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {t for t in _imports(path) if t in files and t != name} for name, path in files.items()}
+
+
+def test_no_import_cycles_between_modules():
+    graph = _graph()
+    # a package's __init__ re-exporting its own modules is not a cycle of concerns: drop parent -> child edges
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in edges[node]:
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in edges:
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_recipes_do_not_import_each_other():
+    recipes = {p for p in (PACKAGE / "recipes").glob("*.py") if p.name != "__init__.py"}
+    names = {_module_name(p) for p in recipes}
+    for path in recipes:
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                base = _module_name(path).rpartition(".")[0].split(".")
+                base = base[: len(base) - node.level + 1] if node.level else []
+                imported.add(".".join(base + [node.module]) if node.level else node.module)
+        assert not (imported & (names - {_module_name(path)})), f"{path.name} imports another recipe"
+
+
+def test_the_pipeline_steps_sit_at_the_top_of_the_package():
+    for step in ("reconstruct", "classify", "select", "calibrate", "defense", "outputs", "config", "validation"):
+        assert (PACKAGE / f"{step}.py").is_file(), step
+    for wing in ("defenses", "plugins", "evaluation", "data", "diffusion", "recipes"):
+        assert (PACKAGE / wing / "__init__.py").is_file(), wing
