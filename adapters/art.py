@@ -10,7 +10,7 @@
   vectors, so loss-based membership attacks see the defense (ART's own ``compute_loss`` skips
   postprocessing).
 
-Paper: Tan et al., "Diffence: Fencing Membership Privacy With Diffusion Models", NDSS 2025.
+Paper: Yuefeng Peng, Ali Naseh and Amir Houmansadr, "Diffence: Fencing Membership Privacy With Diffusion Models", NDSS 2025.
 Like every defence, Diffence is evaluated here against known attacks only; see ART's note on the
 limitations of defences.
 """

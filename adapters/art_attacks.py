@@ -19,6 +19,7 @@ from art.attacks.inference.membership_inference import (
 )
 from art.estimators.classification.pytorch import PyTorchClassifier
 from art.estimators.estimator import BaseEstimator
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from diffence_plugin.evaluation.metrics import AttackResult, membership_metrics
@@ -91,37 +92,41 @@ def _inputs(estimator, input_type: str, data: AttackData) -> tuple[np.ndarray | 
     return data.x, {}
 
 
-def _score(attack, input_type: str, name: str, members: AttackData, nonmembers: AttackData) -> AttackResult:
-    scores = []
-    for data in (members, nonmembers):
-        x, pred = _inputs(attack.estimator, input_type, data)
-        scores.append(_member_probability(attack.infer(x, data.y, probabilities=True, **pred)))
-    ms, ns = scores
-    return membership_metrics(name, ms, ns, ms >= 0.5, ns >= 0.5)
+def _scores(attack, input_type: str, data: AttackData) -> np.ndarray:
+    x, pred = _inputs(attack.estimator, input_type, data)
+    return _member_probability(attack.infer(x, data.y, probabilities=True, **pred))
 
 
-def black_box(estimator, name: str, known: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData],
-              seed: int = 0) -> AttackResult:
-    """``MembershipInferenceBlackBox`` of the kind ``name`` (a key of ``BLACK_BOX``)."""
+def _score(attack, input_type: str, name: str, select: tuple[AttackData, AttackData],
+           evaluation: tuple[AttackData, AttackData], seed: int) -> AttackResult:
+    """Metrics on ``evaluation``; the AUC on the attacker's ``select`` records decides whether it is the best."""
+    sm, sn = (_scores(attack, input_type, d) for d in select)
+    selection = float(roc_auc_score(np.r_[np.ones(sm.size), np.zeros(sn.size)], np.r_[sm, sn]))
+    ms, ns = (_scores(attack, input_type, d) for d in evaluation)
+    return membership_metrics(name, ms, ns, 0.5, selection_auc=selection, seed=seed)
+
+
+def black_box(estimator, name: str, fit: tuple[AttackData, AttackData], select: tuple[AttackData, AttackData],
+              evaluation: tuple[AttackData, AttackData], seed: int = 0) -> AttackResult:
+    """``MembershipInferenceBlackBox`` of the kind ``name`` (a key of ``BLACK_BOX``), fitted on ``fit``."""
     input_type, model_type = BLACK_BOX[name]
     np.random.seed(seed)
     torch.manual_seed(seed)
     attack = MembershipInferenceBlackBox(estimator, input_type=input_type, attack_model_type=model_type)
-    km, kn = known
+    km, kn = fit
     x, pred = _inputs(estimator, input_type, km)
     test_x, test_pred = _inputs(estimator, input_type, kn)
-    fit = {**pred, **({"test_pred": test_pred["pred"]} if test_pred else {})}
-    attack.fit(x, km.y, test_x, kn.y, **fit)
-    return _score(attack, input_type, name, *evaluation)
+    extra = {**pred, **({"test_pred": test_pred["pred"]} if test_pred else {})}
+    attack.fit(x, km.y, test_x, kn.y, **extra)
+    return _score(attack, input_type, name, select, evaluation, seed)
 
 
-def rule_based(estimator, evaluation: tuple[AttackData, AttackData]) -> AttackResult:
+def rule_based(estimator, select: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData],
+               seed: int = 0) -> AttackResult:
     """``MembershipInferenceBlackBoxRuleBased``: member iff the released label is correct (queries the estimator)."""
     attack = MembershipInferenceBlackBoxRuleBased(estimator)
-    m, n = evaluation
-    ms = _member_probability(attack.infer(m.x, m.y, probabilities=True))
-    ns = _member_probability(attack.infer(n.x, n.y, probabilities=True))
-    return membership_metrics("rule_based", ms, ns, ms >= 0.5, ns >= 0.5)
+    strip = lambda d: AttackData(d.x, d.y)  # noqa: E731  (the rule-based attack always queries)
+    return _score(attack, "prediction", "rule_based", tuple(map(strip, select)), tuple(map(strip, evaluation)), seed)
 
 
 def decision_boundary(estimator, known: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData],
@@ -137,13 +142,17 @@ def decision_boundary(estimator, known: tuple[AttackData, AttackData], evaluatio
     md = attack.infer(m.x, m.y, probabilities=True, **hsj)
     nd = attack.infer(n.x, n.y, probabilities=True, **hsj)
     ms, ns = _member_probability(md), _member_probability(nd)
-    return membership_metrics("decision_boundary", ms, ns, ms >= 0.5, ns >= 0.5)
+    return membership_metrics("decision_boundary", ms, ns, 0.5, seed=seed)
 
 
 def shadow_models(estimator, template: PyTorchClassifier, shadow_data: AttackData,
-                  evaluation: tuple[AttackData, AttackData], num_shadow_models: int = 2, nb_epochs: int = 30,
-                  seed: int = 0) -> AttackResult:
-    """Shokri et al.'s shadow models (ART ``ShadowModels``) feeding a black-box attack on ``estimator``."""
+                  select: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData],
+                  num_shadow_models: int = 2, nb_epochs: int = 30, seed: int = 0) -> AttackResult:
+    """Shokri et al.'s shadow models (ART ``ShadowModels``) feeding a black-box attack on ``estimator``.
+
+    ``template`` should have the target's architecture (see ``diffence_plugin.data.models.reinitialised``). The shadows answer undefended:
+    this attack is defense-unaware.
+    """
     torch.manual_seed(seed)
     shadows = ShadowModels(template, num_shadow_models=num_shadow_models, disjoint_datasets=True, random_state=seed)
     for model in shadows.get_shadow_models():  # ShadowModels calls fit(x, y) with ART's 10 epochs: pin ours
@@ -152,4 +161,5 @@ def shadow_models(estimator, template: PyTorchClassifier, shadow_data: AttackDat
     (mx, my, mp), (nx, ny, npred) = shadows.generate_shadow_dataset(shadow_data.x, shadow_data.y)
     attack = MembershipInferenceBlackBox(estimator, input_type="prediction", attack_model_type="rf")
     attack.fit(mx, my, nx, ny, pred=mp, test_pred=npred)
-    return _score(attack, "prediction", "shadow_models", *evaluation)
+    return _score(attack, "prediction", "shadow_models", select, evaluation, seed)
+

@@ -1,4 +1,5 @@
-"""diffence-plugin: the Diffence membership-inference defense (NDSS 2025) for PyTorch and ART.
+"""diffence-plugin: the Diffence membership-inference defense (Peng, Naseh & Houmansadr, NDSS 2025) for
+PyTorch and ART, with a membership audit (threshold attacks, LiRA, RMIA, ART's attacks).
 
 Pipeline: input -> reconstruct (``reconstruct.py``) -> classify (``classify.py``) -> select (``select.py``)
 -> output, tied together by ``Diffence`` (``defense.py``), all at the top of the package. Other concerns
@@ -6,34 +7,45 @@ live in their own wings: ``defenses`` (MemGuard, HAMP, training-time defenses), 
 ``DefensePipeline``), ``evaluation`` (protocol, metrics, attacks, reports), ``data`` (datasets, model zoo),
 ``diffusion`` (DDPM training) and ``recipes`` (demo, reproduce). ART integration lives in
 ``diffence_plugin.adapters``; the core never imports ART.
+
+The names below are imported on first use, so that ``diffence --help`` does not load torch.
 """
 
-from .calibrate import Calibration
-from .config import DiffenceConfig
-from .defense import Diffence
-from .defenses import MemGuard
-from .diffusion import train_diffusion
-from .outputs import Candidates, DefenseOutput
-from .plugins import DefensePipeline, get_defenses, get_plugin_manager, hookimpl
-from .reconstruct import Reconstructor, cifar_unet_config, default_scheduler, tiny_unet_config
-from .select import phi
+from __future__ import annotations
 
-__all__ = [
-    "Calibration",
-    "Candidates",
-    "DefenseOutput",
-    "DefensePipeline",
-    "Diffence",
-    "DiffenceConfig",
-    "MemGuard",
-    "Reconstructor",
-    "cifar_unet_config",
-    "default_scheduler",
-    "get_defenses",
-    "get_plugin_manager",
-    "hookimpl",
-    "phi",
-    "tiny_unet_config",
-    "train_diffusion",
-]
-__version__ = "0.1.0"
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "Calibration": ".calibrate",
+    "Candidates": ".outputs",
+    "DefenseOutput": ".outputs",
+    "DefensePipeline": ".plugins",
+    "Diffence": ".defense",
+    "DiffenceConfig": ".config",
+    "MemGuard": ".defenses",
+    "Reconstructor": ".reconstruct",
+    "cifar_unet_config": ".reconstruct",
+    "default_scheduler": ".reconstruct",
+    "get_defenses": ".plugins",
+    "get_plugin_manager": ".plugins",
+    "hookimpl": ".plugins",
+    "phi": ".select",
+    "tiny_unet_config": ".reconstruct",
+    "train_diffusion": ".diffusion",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

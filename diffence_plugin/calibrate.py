@@ -63,7 +63,7 @@ class Calibration:
         try:
             payload = json.loads(path.read_text())
         except FileNotFoundError:
-            raise
+            raise FileNotFoundError(f"calibration file {str(path)!r} does not exist") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"calibration file {str(path)!r} is not valid JSON: {exc}") from exc
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -1,4 +1,10 @@
-"""Command line: ``diffence demo``, ``diffence train-diffusion`` and ``diffence train-target``."""
+"""Command line: ``diffence demo | evaluate | train-diffusion | train-target | reproduce``.
+
+Every argument is validated before any work starts. Exit codes: 0 success, 2 usage errors (a bad argument,
+a refused output folder), 1 anything else (bad data, a failed run, Ctrl-C). Output folders must be empty
+unless ``--overwrite`` is given, and exist from the start, so an interrupted run keeps what it finished.
+torch, diffusers and ART are imported only when a command runs, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +12,121 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+from . import __version__
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; exit code 2."""
+
+
+def _out_folder(path: str, overwrite: bool) -> Path:
+    """The output folder, created now; a non-empty one is refused without ``--overwrite``."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"output folder {str(out)!r} is not empty; pass --overwrite to replace its contents")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _diffence_settings(n: int, t: int, k: int) -> None:
+    from .config import DiffenceConfig
+
+    try:
+        DiffenceConfig(n=n, t=t, k=k)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _diffence_settings(args.n, args.t, 20)
+    _positive(ddpm_steps=args.ddpm_steps)
+    if args.references and (args.references < 2 or args.references % 2):
+        raise UsageError(f"--references must be 0 or an even number >= 2, got {args.references}")
+    out = _out_folder(args.out, args.overwrite)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .evaluation.report import format_attack_table, format_change_table, format_table
     from .recipes.demo import DemoSettings, run_demo
-    from .evaluation.report import format_attack_table, format_table
 
     settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
-                            ddpm_max_timestep=max(args.t, 1))
-    results = run_demo(settings, out_dir=args.out, progress=not args.no_progress)
+                            ddpm_max_timestep=max(args.t, 1), references=args.references)
+    results = run_demo(settings, out_dir=out, progress=not args.no_progress)
     print()
     print(format_table(results))
     print()
+    print(format_change_table(results))
+    print()
     print(format_attack_table(results))
-    print(f"\nwrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.html'} "
-          f"({results['seconds']:.0f} s)")
+    print(f"\nwrote {out / 'results.json'} and {out / 'report.html'} ({results['seconds']:.0f} s)")
     return 0
 
 
-def _load_images(path: str) -> np.ndarray:
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.audit import ConfigError, load_config, run_audit
+    from .evaluation.report import format_change_table, format_table
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(f"{args.config}: {exc}") from exc
+    if args.out:
+        cfg["run"]["out"] = str(Path(args.out).resolve())
+    if args.overwrite:
+        cfg["run"]["overwrite"] = True
+    if args.no_progress:
+        cfg["run"]["progress"] = False
+    out = Path(cfg["run"]["out"])
+    if args.executor != "local":
+        raise UsageError(f"--executor {args.executor!r} is not available; only 'local' is")
+    _out_folder(str(out), cfg["run"]["overwrite"])
+    cfg["run"]["overwrite"] = True  # checked just now; the folder exists from here on
+    run = run_audit(cfg)
+    print()
+    print(format_table(run.results))
+    print()
+    print(format_change_table(run.results))
+    print(f"\nwrote {out / 'results.json'}, {out / 'report.html'} and {out / 'config.json'} "
+          f"({run.results['seconds']:.0f} s)")
+    return 0
+
+
+def _load_images(path: str):
     """(S, C, H, W) float images in [0, 1] from .npy, or the array 'x' (or the only array) of an .npz."""
+    import numpy as np
+
     if not Path(path).is_file():
-        raise SystemExit(f"error: images file {path!r} does not exist")
-    data = np.load(path, allow_pickle=False)
+        raise UsageError(f"images file {path!r} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} holds pickled Python objects (or is not a numpy file); only plain numeric "
+                         "arrays are read, never pickles") from exc
     if isinstance(data, np.lib.npyio.NpzFile):
         keys = list(data.keys())
         if "x" not in keys and len(keys) != 1:
-            raise SystemExit(f"error: {path!r} holds arrays {keys}; name the images 'x'")
+            raise ValueError(f"{path!r} holds arrays {keys}; name the images 'x'")
         data = data["x" if "x" in keys else keys[0]]
     return data
 
 
 def _train_diffusion(args: argparse.Namespace) -> int:
+    _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    if args.images and not Path(args.images).is_file():
+        raise UsageError(f"images file {args.images!r} does not exist")
+    out = _out_folder(args.out, args.overwrite)
+    import numpy as np
+    import torch
+
     from .data import digits_images
     from .diffusion import train_diffusion
     from .evaluation.protocol import membership_split
@@ -49,15 +136,13 @@ def _train_diffusion(args: argparse.Namespace) -> int:
         images = _load_images(args.images)
     else:
         x, _ = digits_images()
-        images = x[membership_split(len(x), 600, 100, 150, 250, seed=args.seed).members]
+        images = x[membership_split(len(x), 300, 75, 75, 150, seed=args.seed).members]  # train-target's members
     unet_config = cifar_unet_config() if args.unet == "cifar" else None
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     reconstructor = train_diffusion(torch.from_numpy(np.asarray(images)), unet_config=unet_config,
                                     steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                    max_timestep=args.max_timestep, seed=args.seed, device=args.device,
+                                    max_timestep=args.max_timestep, seed=args.seed, device=device,
                                     checkpoint=args.checkpoint, progress=not args.no_progress)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise SystemExit(f"error: output directory {str(out)!r} is not empty; pass --overwrite to replace it")
     reconstructor.save_pretrained(out)
     print(f"saved the diffusion model to {out}")
     return 0
@@ -71,7 +156,7 @@ def _parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"error: --option expects key=value, got {pair!r}")
+            raise UsageError(f"--option expects key=value, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -79,14 +164,52 @@ def _parse_options(pairs: list[str]) -> dict:
     return options
 
 
+def _check_options(defense: str, options: dict) -> None:
+    """Refuse unknown ``--option`` keys, listing the defense's valid ones."""
+    import inspect
+
+    from .plugins import get_defenses
+
+    registry = get_defenses()
+    entry = registry.get(defense)
+    if entry is None or entry.stage != "training":
+        names = sorted(n for n, e in registry.items() if e.stage == "training")
+        raise UsageError(f"unknown --defense {defense!r}; choose from {names}")
+    params = inspect.signature(entry.factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(name for name in params if name != "self")
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise UsageError(f"unknown --option {unknown} for defense {defense!r}; valid options: {valid or 'none'}")
+
+
 def _train_target(args: argparse.Namespace) -> int:
+    from .data.models import MODELS
+
+    if args.model not in MODELS:
+        raise UsageError(f"unknown --model {args.model!r}; choose from {sorted(MODELS)}")
+    _positive(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, epsilon=args.epsilon, delta=args.delta,
+              members=args.members)
+    options = _parse_options(args.option)
+    if args.defense == "dpsgd":
+        options.setdefault("epsilon", args.epsilon)
+        if args.delta is not None:
+            options.setdefault("delta", args.delta)
+    _check_options(args.defense, options)
+    if args.dataset != "digits":
+        if not args.data:
+            raise UsageError(f"--dataset {args.dataset} needs --data FOLDER with its files")
+        if not Path(args.data).is_dir():
+            from .data.datasets import LAYOUTS
+
+            raise UsageError(f"--data folder {args.data!r} does not exist; {args.dataset} is read from a folder "
+                             f"holding {LAYOUTS[args.dataset]}")
+    out = _out_folder(args.out, args.overwrite)
     from .data import digits_images
     from .defenses.training import save_target, train_target
     from .evaluation.protocol import membership_split
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise SystemExit(f"error: output directory {str(out)!r} is not empty; pass --overwrite to replace it")
     if args.dataset == "digits":
         x, y = digits_images()
         split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
@@ -95,56 +218,85 @@ def _train_target(args: argparse.Namespace) -> int:
     else:
         from .data import load_dataset, paper_split
 
-        if not args.data:
-            raise SystemExit(f"error: --dataset {args.dataset} needs --data FOLDER with its files")
         data = load_dataset(args.dataset, args.data)
         x, y = data.x_train, data.y_train
         chosen = paper_split(len(x), args.members or 25_000, args.seed)
         members, test = chosen.members, (data.x_test, data.y_test)
         reference = (x[chosen.reference[:5_000]], y[chosen.reference[:5_000]])
-    options = _parse_options(args.option)
-    if args.defense == "dpsgd":
-        options.setdefault("epsilon", args.epsilon)
-        if args.delta is not None:
-            options.setdefault("delta", args.delta)
     target = train_target(x[members], y[members], defense=args.defense, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress,
                           test=test, reference=reference, options=options)
-    save_target(target, out, overwrite=args.overwrite)
+    save_target(target, out, overwrite=True)
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in target.metrics.items())
     print(f"saved {args.model} trained with {args.defense} to {out} ({metrics})")
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    _positive(members=args.members, calibration=args.calibration, attacker=args.attacker, evaluation=args.evaluation,
+              epochs=args.epochs, ddpm_seconds=args.ddpm_seconds)
+    if not Path(args.data).is_dir():
+        from .data.datasets import LAYOUTS
+
+        raise UsageError(f"--data folder {args.data!r} does not exist; {args.dataset} is read from a folder holding "
+                         f"{LAYOUTS[args.dataset]}")
+    out = _out_folder(args.out, args.overwrite)
     from .evaluation.report import format_table
     from .recipes.reproduce import ReproduceSettings, reproduce
 
     settings = ReproduceSettings(dataset=args.dataset, target_epochs=args.epochs, ddpm_seconds=args.ddpm_seconds,
                                  members=args.members, calibration=args.calibration, evaluation=args.evaluation,
                                  attacker=args.attacker, seed=args.seed)
-    results = reproduce(args.data, settings, out_dir=args.out, progress=not args.no_progress)
+    results = reproduce(args.data, settings, out_dir=out, progress=not args.no_progress)
     print(format_table(results))
     print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
           + f"; total {results['total_s']:.0f} s on {results['device']}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffence", description="Diffence membership-inference defense")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and examples kept as written."""
 
-    demo = sub.add_parser("demo", help="train, defend and attack a digits classifier on this machine")
+
+def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
+                          formatter_class=_Help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffence", formatter_class=_Help,
+                                     description="Diffence: a diffusion-based defense against membership inference, "
+                                                 "with a membership audit (threshold attacks, LiRA, RMIA, ART).",
+                                     epilog="example:\n  diffence demo\n  diffence evaluate examples/audit-digits.toml")
+    parser.add_argument("--version", action="version", version=f"diffence-plugin {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = _command(sub, "demo", "train, defend and audit a digits classifier on this machine (about 4 min on 2 cores)",
+                    "diffence demo --out diffence-demo --seed 1")
     demo.add_argument("--out", default="diffence-demo", help="folder for results.json, plots and report.html")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--ddpm-steps", type=int, default=400, help="DDPM training steps")
     demo.add_argument("-n", type=int, default=50, help="reconstructions per input")
-    demo.add_argument("-t", type=int, default=100, help="noise step T (the DDPM trains on t <= T)")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("-t", type=int, default=100, help="noise step T, a multiple of 20 (the DDPM trains on t <= T)")
+    demo.add_argument("--references", type=int, default=8, help="reference models for LiRA/RMIA (0: none)")
+    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    demo.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
-    train = sub.add_parser("train-diffusion", help="train a DDPM on the defender's images")
-    train.add_argument("--images", help=".npy/.npz of (S, C, H, W) floats in [0, 1]; default: the digits members")
+    ev = _command(sub, "evaluate", "audit your own model and data from a TOML config (see examples/audit-digits.toml)",
+                  "diffence evaluate examples/audit-digits.toml --out runs/audit")
+    ev.add_argument("config", help="TOML config, or the config.json a previous run wrote (reruns it exactly)")
+    ev.add_argument("--out", default=None, help="output folder (overrides [run].out)")
+    ev.add_argument("--executor", default="local", help="where the work runs; 'local' (in-process) only")
+    ev.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty output folder")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_evaluate)
+
+    train = _command(sub, "train-diffusion", "train a DDPM on the defender's images",
+                     "diffence train-diffusion --images members.npz --max-timestep 100 --out runs/ddpm")
+    train.add_argument("--images", help=".npy/.npz of (S, C, H, W) floats in [0, 1]; default: the 300 digits members "
+                                        "that train-target uses (same seed)")
     train.add_argument("--out", required=True, help="folder to save the model (save_pretrained layout)")
     train.add_argument("--unet", choices=("tiny", "cifar"), default="tiny")
     train.add_argument("--steps", type=int, default=2000)
@@ -153,23 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-timestep", type=int, default=None,
                        help="train only on timesteps <= this (Diffence needs <= t)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    train.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     train.add_argument("--checkpoint", help="resumable training checkpoint file")
-    train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    train.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train_diffusion)
 
-    from .data.models import MODELS
-    from .defenses.training import TRAINING_DEFENSES
-
-    target = sub.add_parser("train-target", help="train a target classifier, optionally with a training-time defense")
-    target.add_argument("--defense", default="none", help=f"one of {', '.join(TRAINING_DEFENSES)} or a plugin's")
+    target = _command(sub, "train-target", "train a target classifier, optionally with a training-time defense",
+                      "diffence train-target --defense relaxloss --option alpha=0.5 --out runs/relaxloss")
+    target.add_argument("--defense", default="none", help="none, dpsgd, relaxloss, hamp, selena, advreg or a plugin's")
     target.add_argument("--dataset", choices=("digits", "cifar10", "cifar100", "svhn"), default="digits",
                         help="digits: sklearn's, 300 members (the demo's split); others: --data FOLDER, the paper's "
-                             "split (25,000 members by default), tested on the test set")
+                             "split, tested on the test set")
     target.add_argument("--data", help="folder with the dataset's files (not for digits)")
     target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default 25,000)")
-    target.add_argument("--model", choices=sorted(MODELS), default="digits_mlp")
+    target.add_argument("--model", default="digits_mlp", help="digits_mlp, digits_cnn, resnet18 or densenet121")
     target.add_argument("--epochs", type=int, default=100)
     target.add_argument("--batch-size", type=int, default=64)
     target.add_argument("--lr", type=float, default=1e-3)
@@ -179,11 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="defense option, e.g. --option alpha=0.5 (repeatable)")
     target.add_argument("--seed", type=int, default=0)
     target.add_argument("--out", required=True, help="folder for model.safetensors and target.json")
-    target.add_argument("--overwrite", action="store_true")
+    target.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     target.add_argument("--no-progress", action="store_true")
     target.set_defaults(func=_train_target)
 
-    rep = sub.add_parser("reproduce", help="the paper's experiment (ResNet-18, 25,000 members) on one GPU")
+    rep = _command(sub, "reproduce", "the paper's experiment (ResNet-18, 25,000 members), sized for one GPU",
+                   "diffence reproduce cifar10 --data ../shared/data/cifar10 --out runs/reproduce")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
     rep.add_argument("--members", type=int, default=25_000)
@@ -194,18 +345,29 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ddpm-seconds", type=float, default=150.0)
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="runs/reproduce")
+    rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     rep.add_argument("--no-progress", action="store_true")
     rep.set_defaults(func=_reproduce)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prefix = f"diffence {args.command}"
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = getattr(args, "out", None)
+        print(f"{prefix}: interrupted; what was finished is kept" + (f" in {where}" if where else ""),
+              file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

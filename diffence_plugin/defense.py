@@ -14,13 +14,14 @@ from .calibrate import Calibration, interval_scenario1, interval_scenario2
 from .classify import Classifier, classify, looks_like_probabilities, to_log_probabilities
 from .config import DiffenceConfig, Scenario
 from .outputs import Candidates, DefenseOutput
+from .randomness import input_generators
 from .reconstruct import Reconstructor
 from .select import Selection, label_matches, phi, select
 from .validation import as_image_batch, check_image_geometry
 
 
 class Diffence:
-    """Pre-inference membership-inference defense of Tan et al. (NDSS 2025).
+    """Pre-inference membership-inference defense of Peng, Naseh & Houmansadr (NDSS 2025).
 
     Each input is reconstructed ``n`` times by a diffusion model (noise to step ``t``, DDIM back with
     stride ``k``), every reconstruction is classified, and one whose label equals the label on the original
@@ -98,9 +99,7 @@ class Diffence:
             return noise, torch.rand(x.shape[0], generator=self._generator, dtype=torch.float64)
         noises, us = [], []
         prefix = f"diffence/{cfg.seed}/{cfg.n}/{cfg.t}/{cfg.k}/{tuple(x.shape[1:])}".encode()
-        for row in x.detach().cpu().contiguous().numpy():
-            seed = int.from_bytes(hashlib.blake2b(prefix + row.tobytes(), digest_size=8).digest(), "little")
-            gen = torch.Generator().manual_seed(seed & ((1 << 63) - 1))
+        for gen in input_generators(x, prefix):
             noises.append(torch.randn(shape, generator=gen))
             us.append(torch.rand((), generator=gen, dtype=torch.float64))
         return torch.stack(noises), torch.stack(us)
@@ -134,23 +133,60 @@ class Diffence:
             return self.calibration.nb_classes
         return nb_classes
 
+    def _score(self, classifier, chunk, images, u, state: dict) -> Candidates:
+        """Classify one chunk's originals and reconstructions; ``state`` carries the output kind and class count."""
+        raw = self._raw_outputs(classifier, chunk, state.get("expected"))
+        state.setdefault("kind", self._output_kind(raw))
+        state["expected"] = raw.shape[-1]
+        original = to_log_probabilities(raw, state["kind"])
+        cand = self._raw_outputs(classifier, images.flatten(0, 1), state["expected"])
+        cand = to_log_probabilities(cand, state["kind"])
+        return Candidates(original.cpu(), cand.reshape(*images.shape[:2], -1).cpu(), u)
+
     def _process(self, classifier, x, nb_classes, keep_images: bool):
         """Yield (chunk, Candidates, reconstructions or None) per input chunk; the core loop."""
         cfg = self.config
-        kind, expected = None, self._expected_classes(nb_classes)
+        state = {"expected": self._expected_classes(nb_classes)}
         device = self.reconstructor.device
         for chunk in self._chunks(x, "diffence"):
             chunk = chunk.to(device)
-            raw = self._raw_outputs(classifier, chunk, expected)
-            kind = kind or self._output_kind(raw)
-            expected = raw.shape[-1]
-            original = to_log_probabilities(raw, kind)
             noise, u = self._randomness(chunk)
             images = self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=noise,
                                                     max_batch=cfg.max_batch, autocast=self.autocast)
-            cand = to_log_probabilities(self._raw_outputs(classifier, images.flatten(0, 1), expected), kind)
-            cands = Candidates(original.cpu(), cand.reshape(*images.shape[:2], -1).cpu(), u)
-            yield chunk, cands, (images if keep_images else None)
+            yield chunk, self._score(classifier, chunk, images, u, state), (images if keep_images else None)
+
+    @torch.no_grad()
+    def reconstructions(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, n, C, H, W) reconstructions of ``x`` (on the CPU), with the same randomness as ``defend``.
+
+        Reconstruction does not depend on the classifier, so one call serves many classifiers (an attacker's
+        reference models, say) through ``candidates_from_reconstructions``.
+        """
+        cfg = self.config
+        x = self._check_input(x)
+        out = []
+        for chunk in self._chunks(x, "reconstruct"):
+            chunk = chunk.to(self.reconstructor.device)
+            out.append(self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=self._randomness(chunk)[0],
+                                                      max_batch=cfg.max_batch, autocast=self.autocast).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def candidates_from_reconstructions(self, classifier: Classifier, x: torch.Tensor, images: torch.Tensor,
+                                        nb_classes: int | None = None) -> Candidates:
+        """``candidates`` for inputs whose ``reconstructions`` were computed already."""
+        x = self._check_input(x)
+        if images.shape[:2] != (x.shape[0], self.config.n) or images.shape[2:] != x.shape[1:]:
+            raise ValueError(f"reconstructions of shape {tuple(images.shape)} do not fit {x.shape[0]} inputs of "
+                             f"shape {tuple(x.shape[1:])} at n={self.config.n}")
+        state = {"expected": self._expected_classes(nb_classes)}
+        device = self.reconstructor.device
+        parts, size = [], max(1, self.config.max_batch // self.config.n)
+        for start in range(0, x.shape[0], size):
+            chunk = x[start : start + size].to(device)
+            parts.append(self._score(classifier, chunk, images[start : start + size].to(device),
+                                     self._randomness(chunk)[1], state))
+        return Candidates.cat(parts)
 
     @torch.no_grad()
     def candidates(self, classifier: Classifier, x: torch.Tensor, nb_classes: int | None = None) -> Candidates:

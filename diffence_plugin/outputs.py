@@ -22,6 +22,16 @@ class Candidates:
     def nb_classes(self) -> int:
         return self.original_log_probs.shape[-1]
 
+    def subset(self, index) -> "Candidates":
+        """The candidates of the inputs at ``index`` (a mask or integer positions)."""
+        index = torch.as_tensor(index)
+        return Candidates(self.original_log_probs[index], self.candidate_log_probs[index], self.u[index])
+
+    def redraw(self, generator: torch.Generator) -> "Candidates":
+        """The same reconstructions with fresh selection draws: the spread over the defense's own randomness."""
+        return Candidates(self.original_log_probs, self.candidate_log_probs,
+                          torch.rand(len(self), generator=generator, dtype=torch.float64))
+
     @staticmethod
     def cat(parts: list["Candidates"]) -> "Candidates":
         return Candidates(

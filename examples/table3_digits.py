@@ -1,8 +1,11 @@
-"""The shape of the paper's Table 3 on digits: every training-time defense, without and with Diffence.
+"""The shape of the paper's Table 3 on digits: every training-time defense, without and with Diffence,
+against the threshold attacks, LiRA and RMIA (defense-aware references trained with the same training-time
+defense) and ART's black-box attacks, with 95% intervals.
 
-For each defense: the target's test-accuracy change against the undefended target, and the best-attack AUC and
-accuracy without Diffence and under Scenarios 1-3 (epsilon for DP-SGD). One DDPM, trained on the members,
-serves every target. Run: python examples/table3_digits.py [--out runs/table3]  (about 8 minutes on 2 cores)
+For each defense: the target's test accuracy, and the attacker's chosen attack (picked on its own held-out
+records) without Diffence and under Scenarios 1-3 (epsilon for DP-SGD). One DDPM trained on the members
+serves every target, and the attacker's own DDPM every reference; each reconstructs its inputs once.
+Run: python examples/table3_digits.py [--out runs/table3] [--references 4]  (about 15 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -13,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from diffence_plugin import DefensePipeline, train_diffusion
+from diffence_plugin import Diffence, train_diffusion, tiny_unet_config
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation.protocol import membership_split
-from diffence_plugin.evaluation.protocol import ROLES
-from diffence_plugin.evaluation.runner import attack_rows, diffence_scenarios, labels_kept, undefended_releases
-from diffence_plugin.recipes.demo import DemoSettings
 from diffence_plugin.defenses.hamp_output import HAMPOutput
+from diffence_plugin.evaluation import ReferenceRecipe, membership_split, train_references
+from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_view, evaluate_defense,
+                                               labels_kept, release_all, roles_of, undefended_view)
 from diffence_plugin.defenses.training import train_target
+from diffence_plugin.recipes.demo import DemoSettings
 
 DEFENSES = [  # name, options, training overrides (DP-SGD: SGD at a higher rate, fewer epochs)
     ("none", {}, {}),
@@ -34,60 +37,87 @@ DEFENSES = [  # name, options, training overrides (DP-SGD: SGD at a higher rate,
 ATTACKS = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf")
 
 
+def candidates(defense: Diffence, model, x, split, images: dict) -> dict:
+    return {r: defense.candidates_from_reconstructions(model, torch.from_numpy(x[getattr(split, r)]), images[r])
+            for r in roles_of(split)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/table3")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--references", type=int, default=4)
     args = parser.parse_args()
     s = DemoSettings(seed=args.seed)
     x, y = digits_images()
-    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed)
-    reconstructor = train_diffusion(torch.from_numpy(x[split.members]), steps=s.ddpm_steps,
-                                    max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=False)
+    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed,
+                             population=s.population)
+    roles = roles_of(split)
+    unet = tiny_unet_config(8, 1, width=s.ddpm_width)
+    ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=s.ddpm_steps,
+                           max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=False)
+    base = Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits")
+    images = {r: base.reconstructions(torch.from_numpy(x[getattr(split, r)])) for r in roles}
+    universe = attacker_universe(split, 2 * s.members)
+    attacker_ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet, steps=s.ddpm_steps,
+                                    max_timestep=s.ddpm_max_timestep, seed=s.seed + 1, progress=False)
+    attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed + 1, output="logits")
+    attacker_images = attacker.reconstructions(torch.from_numpy(x[universe]))
     table = []
     for name, options, overrides in DEFENSES:
         train = dict(epochs=s.target_epochs, lr=1e-3, batch_size=64) | overrides
+        recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, defense=name, options=options, **train)
         target = train_target(x[split.members], y[split.members], defense=name, seed=s.seed, progress=False,
-                              test=(x[split.eval_nonmembers], y[split.eval_nonmembers]),
-                              reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]),
                               options=options, **train)
         model = target.model
-        defenses, cands, released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k, seed=s.seed,
-                                                       progress=False)
-        released["undefended"] = undefended_releases(model, x, split)
+        refs = train_references(recipe, x[universe], y[universe], args.references, seed=s.seed + 1, progress=False)
+        cands = candidates(base, model, x, split, images)
+        defenses = {"3": base}
+        for scenario in (1, 2):
+            defenses[str(scenario)] = base.with_config(scenario=scenario)
+            defenses[str(scenario)].calibrate_from_candidates(cands["defender_members"],
+                                                              cands["defender_nonmembers"] if scenario == 1 else None)
+        released = {"undefended": {r: c.original_log_probs.exp().numpy() for r, c in cands.items()}}
+        released |= {f"scenario_{k}": release_all(defenses[k], cands) for k in "123"}
+        views = {"undefended": undefended_view(refs, x, universe)}
+        views |= {f"scenario_{k}": diffence_view(refs, attacker.with_config(scenario=int(k)), x, universe,
+                                                 attacker_images, split) for k in "123"}
         if name == "hamp":  # HAMP = its training plus its test-time output modification, in every column
             hamp = HAMPOutput(seed=s.seed)
             hamp.bind(model)
             released = {k: {r: hamp(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(v[r])).numpy()
-                            for r in ROLES} for k, v in released.items()}
+                            for r in roles} for k, v in released.items()}
         kept = labels_kept(released)
-        post = [hamp] if name == "hamp" else []
-        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post) for k in "123"}
-        if post:
-            pipelines["undefended"] = DefensePipeline(post=post)
         art_target = art_attacks.probability_classifier(model, (1, 8, 8), 10)
-        order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
-        rows = attack_rows(order, kept, x, y, split, art_target, pipelines, ATTACKS, s.seed, log=lambda *a: None)
-        table.append(dict(defense=name, metrics=target.metrics,
-                          rows=[dict(defense=r.defense, test_accuracy=r.test_accuracy, labels_kept=r.labels_kept,
-                                     best=r.best.to_dict()) for r in rows]))
-        print(f"{name}: " + ", ".join(f"{r.defense} {r.best.auc:.3f}" for r in rows), flush=True)
+        rows = []
+        for key, probs in released.items():
+            art = dict(estimator=art_target, target=art_target, model=model, attacks=ATTACKS, defended=False)
+            row = evaluate_defense(key, probs, x, y, split, view=views[key], art=art, kept=kept[key], seed=s.seed)
+            if rows:
+                row.change = compare_to(row, rows[0], seed=s.seed)
+            rows.append(row)
+        table.append(dict(defense=name, metrics=target.metrics, rows=[r.to_dict(scores=False) for r in rows]))
+        print(f"{name}: " + ", ".join(f"{r.defense} {r.best.attack} {r.best.auc:.3f}" for r in rows), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table3.json").write_text(json.dumps(table, indent=2, default=float))
-    base = table[0]["rows"][0]["test_accuracy"]
-    print("\n| training defense | test acc (change) | epsilon | best AUC: no Diffence / S1 / S2 / S3 | "
-          "best attack acc: no Diffence / S1 / S2 / S3 | accuracy identical with Diffence |")
-    print("|---|---|---|---|---|---|")
+    base_acc = table[0]["rows"][0]["test_accuracy"]
+    print("\n| training defense | test acc (change) | epsilon | chosen attack AUC [95% CI]: no Diffence / S1 / S2 / S3 | "
+          "LiRA AUC: no Diffence / S1 / S2 / S3 | S1 change [95% CI] | accuracy identical |")
+    print("|---|---|---|---|---|---|---|")
     for entry in table:
         rows = entry["rows"]
         acc = rows[0]["test_accuracy"]
-        eps = entry["metrics"].get("epsilon")
         same = all(r["test_accuracy"] == acc and r["labels_kept"] == 1.0 for r in rows)
-        print(f"| {entry['defense']} | {acc:.4f} ({100 * (acc - base):+.1f} pt) | "
+        change = rows[1]["change"]["best"]
+        eps = entry["metrics"].get("epsilon")
+        print(f"| {entry['defense']} | {acc:.4f} ({100 * (acc - base_acc):+.1f} pt) | "
               f"{'-' if eps is None else f'{eps:.2f}'} | "
-              + " / ".join(f"{r['best']['auc']:.3f}" for r in rows) + " | "
-              + " / ".join(f"{r['best']['accuracy']:.3f}" for r in rows) + f" | {'yes' if same else 'NO'} |")
+              + " / ".join(f"{r['best']['auc']:.3f} [{r['best']['ci']['auc'][0]:.3f}, {r['best']['ci']['auc'][1]:.3f}]"
+                           for r in rows) + " | "
+              + " / ".join(f"{r['lira']['auc']:.3f}" for r in rows)
+              + f" | {change['auc_change']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}]"
+              + f" | {'yes' if same else 'NO'} |")
 
 
 if __name__ == "__main__":

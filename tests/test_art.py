@@ -105,8 +105,11 @@ def test_black_box_attacks_run_against_the_wrapper(setup, name):
     x, y, split, _, defense, target = setup
     wrapped = DiffenceClassifier(target, defense)
     km, kn, em, en = sets(x, y, split, ["attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers"])
-    result = art_attacks.black_box(wrapped, name, (km, kn), (em, en))
+    half = [art_attacks.AttackData(d.x[: len(d.x) // 2], d.y[: len(d.y) // 2]) for d in (km, kn)]
+    rest = [art_attacks.AttackData(d.x[len(d.x) // 2 :], d.y[len(d.y) // 2 :]) for d in (km, kn)]
+    result = art_attacks.black_box(wrapped, name, tuple(half), tuple(rest), (em, en))
     assert 0.0 <= result.auc <= 1.0 and 0.0 <= result.accuracy <= 1.0
+    assert 0.0 <= result.selection_auc <= 1.0 and result.ci["auc"][0] <= result.auc <= result.ci["auc"][1]
 
 
 def test_loss_attack_sees_the_defended_loss(setup):
@@ -127,9 +130,9 @@ def test_loss_attack_sees_the_defended_loss(setup):
 
 def test_rule_based_attack_runs_against_the_wrapper(setup):
     x, y, split, _, defense, target = setup
-    em, en = sets(x, y, split, ["eval_members", "eval_nonmembers"])
-    defended = art_attacks.rule_based(DiffenceClassifier(target, defense), (em, en))
-    undefended = art_attacks.rule_based(target, (em, en))
+    km, kn, em, en = sets(x, y, split, ["attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers"])
+    defended = art_attacks.rule_based(DiffenceClassifier(target, defense), (km, kn), (em, en))
+    undefended = art_attacks.rule_based(target, (km, kn), (em, en))
     assert defended.auc == pytest.approx(undefended.auc)  # labels are preserved, so the gap attack is unchanged
 
 
@@ -148,8 +151,9 @@ def test_shadow_models_attack_runs_against_the_wrapper(setup):
     rest = np.setdiff1d(np.arange(len(x)), split.members)[200:400]
     shadow = art_attacks.AttackData(x[rest], onehot(y[rest]))
     template = art_attacks.probability_classifier(DigitsMLP(hidden=64), (1, 8, 8), 10)
-    em, en = sets(x, y, split, ["eval_members", "eval_nonmembers"])
-    result = art_attacks.shadow_models(wrapped, template, shadow, (em, en), num_shadow_models=2, nb_epochs=3)
+    km, kn, em, en = sets(x, y, split, ["attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers"])
+    result = art_attacks.shadow_models(wrapped, template, shadow, (km, kn), (em, en), num_shadow_models=2,
+                                       nb_epochs=3)
     assert 0.0 <= result.auc <= 1.0
 
 
@@ -175,6 +179,6 @@ def test_opacus_trained_model_works_through_the_wrapper(setup):
     fresh = defense.with_config(scenario=3)
     wrapped = DiffenceClassifier(target, fresh)
     em, en = sets(x, y, split, ["eval_members", "eval_nonmembers"])
-    result = art_attacks.black_box(wrapped, "bb_rf", (em, en), (em, en))
+    result = art_attacks.black_box(wrapped, "bb_rf", (em, en), (em, en), (em, en))
     assert 0.0 <= result.auc <= 1.0
     assert wrapped.predict(em.x).argmax(1).tolist() == target.predict(em.x).argmax(1).tolist()

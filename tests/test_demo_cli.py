@@ -14,8 +14,9 @@ from diffence_plugin.evaluation.report import format_attack_table, format_table
 @pytest.fixture(scope="module")
 def demo_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    settings = DemoSettings(members=150, defender=30, attacker=40, evaluation=60, target_epochs=30, ddpm_steps=20,
-                            n=4, art_attacks=("bb_rf", "bb_loss_rf", "rule_based"))
+    settings = DemoSettings(members=150, defender=30, attacker=40, evaluation=60, population=60, target_epochs=30,
+                            ddpm_steps=20, n=4, references=2, selection_draws=2, bootstrap=200,
+                            art_attacks=("bb_rf", "bb_loss_rf", "shadow_models", "rule_based"))
     return run_demo(settings, out_dir=out, progress=False, log=lambda *a: None), out
 
 
@@ -24,7 +25,7 @@ def test_demo_writes_results_report_and_plots(demo_results):
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     html = (out / "report.html").read_text()
     assert "scenario_1" in html and "data:image/png;base64," in html
-    assert (out / "phi_histograms.png").stat().st_size > 1000
+    assert (out / "phi_histograms.png").stat().st_size > 1000 and (out / "roc.png").stat().st_size > 1000
 
 
 def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
@@ -35,12 +36,20 @@ def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
     assert len({r["train_accuracy"] for r in rows}) == 1
     assert all(r["labels_kept"] == 1.0 for r in rows)
     attacks = {a["attack"] for a in rows[0]["attacks"]}
-    assert {"loss", "confidence", "entropy", "modified_entropy", "correctness", "bb_rf", "rule_based"} <= attacks
+    assert {"loss", "confidence", "entropy", "modified_entropy", "correctness", "bb_rf", "rule_based",
+            "lira_online_global", "lira_offline_per_example", "rmia_online", "rmia_offline", "shadow_models"} <= attacks
+    for row in rows:  # the chosen attack is the one with the best selection AUC, never an evaluation maximum
+        best = max((a for a in row["attacks"] if a["selection_auc"] is not None), key=lambda a: a["selection_auc"])
+        assert row["best"]["attack"] == best["attack"]
+        assert row["best"]["ci"]["auc"][0] <= row["best"]["auc"] <= row["best"]["ci"]["auc"][1]
+    assert rows[1]["reference_aware"] is True and rows[4]["reference_aware"] is False
+    assert rows[1]["spread"]["best_auc"]["draws"] == 2 and "auc_change" in rows[1]["change"]["best"]
 
 
 def test_tables_have_one_line_per_defense_and_attack(demo_results):
     results = demo_results[0]
-    assert len(format_table(results).splitlines()) == 2 + 6
+    assert len([line for line in format_table(results).splitlines() if line.startswith("| ")]) == 1 + 6
+    assert "n/a" in format_table(results) or "FPR resolution" in format_table(results)
     assert "same labels" in format_attack_table(results)
 
 
@@ -48,16 +57,116 @@ def test_cli_train_diffusion_saves_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "ddpm"
     assert main(["train-diffusion", "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress"]) == 0
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    with pytest.raises(SystemExit, match="not empty"):
-        main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress"])
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err and sorted(p.name for p in out.rglob("*")) == before
+    assert main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress",
+                 "--overwrite"]) == 0
 
 
-def test_cli_reports_bad_images_file(tmp_path, capsys):
+def test_cli_reports_bad_images_files(tmp_path, capsys):
     import numpy as np
 
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["train-diffusion", "--images", str(tmp_path / "none.npy"), "--out", str(tmp_path / "o")])
+    assert main(["train-diffusion", "--images", str(tmp_path / "none.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.full((4, 1, 8, 8), 3.0, dtype=np.float32))
-    assert main(["train-diffusion", "--images", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o"),
-                 "--steps", "1", "--no-progress"]) == 2
+    assert main(["train-diffusion", "--images", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o1"),
+                 "--steps", "1", "--no-progress"]) == 1
     assert "[0, 1]" in capsys.readouterr().err
+    np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    assert main(["train-diffusion", "--images", str(tmp_path / "objects.npy"), "--out", str(tmp_path / "o2"),
+                 "--steps", "1", "--no-progress"]) == 1
+    assert "pickled Python objects" in capsys.readouterr().err
+
+
+def test_cli_validates_arguments_before_any_work(tmp_path, capsys):
+    """Each of these fails at once with exit code 2 and a message naming the problem; nothing is trained."""
+    cases = [
+        (["demo", "-n", "0", "--out", str(tmp_path / "d")], "n (reconstructions per input) must be >= 1"),
+        (["demo", "-t", "35", "--out", str(tmp_path / "d")], "t must be a multiple of k"),
+        (["train-target", "--option", "alpah=0.5", "--defense", "relaxloss", "--out", str(tmp_path / "t")],
+         "unknown --option ['alpah'] for defense 'relaxloss'; valid options: ['alpha']"),
+        (["train-target", "--model", "vgg", "--out", str(tmp_path / "t")], "unknown --model 'vgg'"),
+        (["train-target", "--dataset", "cifar10", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t")],
+         "cifar-10-batches-py"),
+        (["reproduce", "cifar10", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")], "train.npz"),
+        (["train-target", "--epochs", "0", "--out", str(tmp_path / "t")], "--epochs must be > 0"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "t").exists() and not (tmp_path / "r").exists()
+
+
+def test_cli_help_version_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and "diffence-plugin" in capsys.readouterr().out
+    for command in ("demo", "evaluate", "train-diffusion", "train-target", "reproduce"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert done.value.code == 0 and "example:" in text and f"diffence {command}" in text
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--no-such-flag"])
+    assert done.value.code == 2
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from diffence_plugin.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_demo_refuses_a_non_empty_folder_without_overwrite(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err and (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_report_html_numbers_equal_results_json(demo_results):
+    """Parse report.html's results table; every AUC, CI and TPR cell equals results.json's figures."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append(self.cell.strip())
+                self.cell = None
+
+    results, out = demo_results
+    parser = Tables()
+    parser.feed((out / "report.html").read_text())
+    head, *body = parser.tables[0]
+    assert head[:5] == ["defense", "test acc", "labels kept", "chosen attack", "AUC [95% CI]"]
+    assert len(body) == len(results["rows"])
+    for cells, row in zip(body, results["rows"]):
+        best = row["best"]
+        assert cells[0] == row["defense"] and cells[3] == best["attack"]
+        low, high = best["ci"]["auc"]
+        assert cells[4] == f"{best['auc']:.3f} [{low:.3f}, {high:.3f}]"
+        assert float(cells[1]) == pytest.approx(row["test_accuracy"], abs=5e-5)
+        lira = row["lira"]
+        assert cells[6].split(" ")[0] == f"{lira['auc']:.3f}"
+        tpr = lira["tpr"]["0.01"]
+        assert cells[7].split(" ")[0] == ("n/a" if tpr is None else f"{100 * tpr:.1f}%")
+    scores = results["rows"][0]["attacks"][0]
+    assert len(scores["member_scores"]) == scores["members"]  # per-record scores, to redraw any curve

@@ -56,17 +56,35 @@ def test_each_defense_trains_saves_loads_and_is_attacked_through_diffence(tmp_pa
     wrapped = DiffenceClassifier(art_model, Diffence(make_reconstructor(), n=2, scenario=3))
     km, kn, em, en = [art_attacks.AttackData(x[getattr(split, r)], onehot(y[getattr(split, r)])) for r in
                       ("attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers")]
-    result = art_attacks.black_box(wrapped, "bb_loss_rf", (km, kn), (em, en))
+    result = art_attacks.black_box(wrapped, "bb_loss_rf", (km, kn), (km, kn), (em, en))
     assert 0 <= result.auc <= 1
     assert wrapped.predict(em.x).argmax(1).tolist() == art_model.predict(em.x).argmax(1).tolist()
 
 
-def test_dpsgd_reports_the_spent_epsilon(data):
+def test_dpsgd_reports_the_spent_epsilon_and_returns_a_plain_model(data):
     x, y, split = data
     target = train_target(x[split.members], y[split.members], defense="dpsgd", options={"epsilon": 3.0},
                           epochs=2, batch_size=32, lr=0.05, progress=False)
     assert 0 < target.metrics["epsilon"] <= 3.0 * 1.05
     assert target.opacus_compatible and target.metrics["delta"] == pytest.approx(1 / 160)
+    for name, module in target.model.named_modules():
+        hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
+                 module._backward_pre_hooks)
+        assert not any(hooks), f"submodule {name!r} keeps opacus hooks"
+        assert not hasattr(module, "_module")
+    art_model = art_attacks.probability_classifier(target.model, (1, 8, 8), 10)
+    batch, labels = x[split.eval_members[:4]], onehot(y[split.eval_members[:4]])
+    assert np.abs(art_model.loss_gradient(batch, labels)).sum() > 0  # raised IndexError with opacus' hooks left
+
+
+def test_selena_sub_models_start_from_independent_initialisations():
+    from diffence_plugin.data.models import reinitialised
+
+    model = build_model("digits_mlp", 10, 1)
+    a, b, again = reinitialised(model, 1), reinitialised(model, 2), reinitialised(model, 1)
+    first = lambda m: next(m.parameters())  # noqa: E731
+    assert not torch.equal(first(a), first(b)) and torch.equal(first(a), first(again))
+    assert not torch.equal(first(a), first(model))
 
 
 def test_opacus_models_load_as_plain_models_in_all_three_forms(data):
@@ -135,6 +153,9 @@ def test_hamp_output_keeps_the_ranking(classifier, images):
     out = DefensePipeline(classifier, post=[hamp]).post[0](images, probs)
     assert torch.equal(out.argsort(-1), probs.double().argsort(-1))
     torch.testing.assert_close(out.sum(-1), torch.ones(6, dtype=torch.float64))
+    again = hamp(images, probs)  # the same query gets the same answer; another query another one
+    assert torch.equal(out, again)
+    assert not torch.equal(hamp(images.flip(0), probs), out)
 
 
 def test_training_errors_are_named(data, tmp_path):
@@ -181,5 +202,5 @@ def test_cli_train_target_on_a_cifar_format_folder(tmp_path, capsys):
                  "--model", "resnet18", "--epochs", "1", "--batch-size", "10", "--out", str(out), "--no-progress"]) == 0
     loaded = load_target(out)
     assert loaded.input_shape == (3, 32, 32) and loaded.model_name == "resnet18"
-    with pytest.raises(SystemExit, match="needs --data"):
-        main(["train-target", "--dataset", "svhn", "--out", str(tmp_path / "x")])
+    assert main(["train-target", "--dataset", "svhn", "--out", str(tmp_path / "x")]) == 2
+    assert "needs --data" in capsys.readouterr().err

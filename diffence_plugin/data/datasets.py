@@ -143,9 +143,20 @@ def load_svhn(folder: str | Path) -> ImageDataset:
     return ImageDataset(_to_float(out[0][0]), out[0][1], _to_float(out[1][0]), out[1][1], 10)
 
 
+LAYOUTS = {
+    "cifar10": "either train.npz + test.npz (+ manifest.json), or the official cifar-10-batches-py files "
+               "(data_batch_1 ... data_batch_5, test_batch)",
+    "cifar100": "the official cifar-100-python files (train, test)",
+    "svhn": "train_32x32.mat and test_32x32.mat",
+}
+
+
 def load_dataset(name: str, folder: str | Path) -> ImageDataset:
     """``cifar10`` (npz copy or python batches, detected), ``cifar100`` or ``svhn`` from ``folder``."""
     folder = Path(folder)
+    if name in LAYOUTS and not folder.is_dir():
+        raise FileNotFoundError(f"data folder {str(folder)!r} does not exist; {name} is read from a folder "
+                                f"holding {LAYOUTS[name]}")
     if name == "cifar10":
         return load_cifar10_npz(folder) if (folder / "train.npz").exists() else load_cifar10_batches(folder)
     if name == "cifar100":

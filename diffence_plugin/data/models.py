@@ -57,3 +57,24 @@ def build_model(name: str, nb_classes: int, channels: int, opacus_compatible: bo
 
         model = ModuleValidator.fix(model)
     return model
+
+
+def reinitialised(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` with fresh weights from ``seed`` (every submodule's ``reset_parameters``).
+
+    Used where several models of one architecture must start independently: SELENA's sub-models, shadow
+    models of the target's architecture.
+    """
+    import copy
+
+    fresh = copy.deepcopy(model)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    finally:
+        torch.random.set_rng_state(state)
+    return fresh

@@ -10,14 +10,19 @@ from __future__ import annotations
 import torch
 
 from ..classify import Classifier, probabilities
+from ..randomness import input_generators
 
 
 class HAMPOutput:
-    """``defense(x, probs) -> probs``; needs the undefended classifier (``bind``, done by the pipeline)."""
+    """``defense(x, probs) -> probs``; needs the undefended classifier (``bind``, done by the pipeline).
+
+    The random input behind each answer is derived from the query and ``seed``: the same query gets the same
+    answer, so repeating it reveals nothing new.
+    """
 
     def __init__(self, seed: int = 0) -> None:
         self.classifier: Classifier | None = None
-        self._generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
 
     def bind(self, classifier: Classifier) -> None:
         self.classifier = classifier
@@ -26,7 +31,8 @@ class HAMPOutput:
         if self.classifier is None:
             raise ValueError("HAMPOutput needs the classifier: use it inside a DefensePipeline or call bind()")
         probs = torch.as_tensor(probs, dtype=torch.float64)
-        noise = torch.rand(x.shape, generator=self._generator).to(x.device)
+        prefix = f"hamp/{self.seed}/{tuple(x.shape[1:])}".encode()
+        noise = torch.stack([torch.rand(x.shape[1:], generator=g) for g in input_generators(x, prefix)]).to(x.device)
         values = probabilities(self.classifier, noise).to(probs.device).sort(dim=-1, descending=True).values
         order = probs.argsort(dim=-1, descending=True)
         return torch.empty_like(probs).scatter_(-1, order, values)

@@ -7,17 +7,22 @@ drives the defender's attack model g to 0.5 (its logit h to 0), minimising
     c1 * |h(softmax(z + r))| + c2 * relu(max_{j != l} (z + r)_j - (z + r)_l) + c3 * ||softmax(z + r) - softmax(z)||_1
 
 with normalised gradient steps; after each successful search c3 is multiplied by 10 and the search repeats
-(smaller distortion), keeping the last success. Phase II releases the noisy vector with probability
-min(epsilon / ||noise||_1, 1), else the original vector. The label never changes.
+(smaller distortion), keeping the last success, until c3 exceeds ``max_c3`` (1e5, as in the authors' code).
+Phase II releases the noisy vector with probability min(epsilon / ||noise||_1, 1), else the original
+vector; the coin is derived from the query, so the same query gets the same answer. Released vectors are
+normalised in float64. The label never changes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..randomness import input_generators
 
 
 def sorted_features(probs: torch.Tensor) -> torch.Tensor:
@@ -41,26 +46,31 @@ class MemGuard:
         c1, c2, c3: loss weights (c3 is the initial value, multiplied by 10 after each success).
         step: size of each normalised gradient step on the logits.
         max_iter: gradient steps per search.
-        rounds: searches with increasing c3.
+        max_c3: searches repeat with c3 x 10 while c3 <= max_c3 (the authors' code: 1e5, so 7 searches from 0.1).
+        rounds: an optional cap on the number of searches (None: as many as ``max_c3`` allows).
         hidden: widths of the defender's attack model g.
         epochs, lr: training of g (full-batch Adam, binary cross-entropy).
-        seed: seeds g's initialisation and phase II's coin flips.
+        seed: seeds g's initialisation; with each query's bytes, its phase II coin.
     """
 
     def __init__(self, *, epsilon: float = 1.0, c1: float = 1.0, c2: float = 10.0, c3: float = 0.1,
-                 step: float = 0.1, max_iter: int = 300, rounds: int = 3, hidden: tuple[int, ...] = (256, 128, 64),
+                 step: float = 0.1, max_iter: int = 300, max_c3: float = 1e5, rounds: int | None = None,
+                 hidden: tuple[int, ...] = (256, 128, 64),
                  epochs: int = 400, lr: float = 1e-3, seed: int = 0, progress: bool = False) -> None:
         for name, value in dict(epsilon=epsilon, c1=c1, c2=c2, c3=c3, step=step).items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        for name, value in dict(max_iter=max_iter, rounds=rounds, epochs=epochs).items():
+        for name, value in dict(max_iter=max_iter, epochs=epochs, rounds=1 if rounds is None else rounds).items():
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if max_c3 < c3:
+            raise ValueError(f"max_c3 must be >= c3, got {max_c3} < {c3}")
+        searches = 1 + int(math.floor(math.log10(max_c3 / c3) + 1e-9))
+        rounds = searches if rounds is None else min(rounds, searches)
         self.epsilon, self.c1, self.c2, self.c3, self.step = epsilon, c1, c2, c3, step
         self.max_iter, self.rounds, self.hidden, self.epochs, self.lr = max_iter, rounds, hidden, epochs, lr
-        self.seed, self.progress = seed, progress
+        self.max_c3, self.seed, self.progress = max_c3, seed, progress
         self.attack: nn.Module | None = None
-        self._generator = torch.Generator().manual_seed(seed)
 
     def fit(self, upstream, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None) -> "MemGuard":
         """Train g on the probabilities ``upstream`` gives the defender's known members and non-members."""
@@ -141,12 +151,15 @@ class MemGuard:
             searching &= success
             if not bool(searching.any()):
                 break
-        noisy = torch.softmax(z + best, dim=-1).double()
-        distance = (noisy - s0.double()).abs().sum(-1)
+        z64 = torch.log(p.clamp_min(1e-300))
+        noisy = torch.softmax(z64 + best.double(), dim=-1)
+        distance = (noisy - torch.softmax(z64, dim=-1)).abs().sum(-1)
         chance = torch.where(distance > 0, (self.epsilon / distance.clamp_min(1e-12)).clamp_max(1.0), 0.0)
-        coin = torch.rand(len(z), generator=self._generator, dtype=torch.float64)
+        prefix = f"memguard/{self.seed}/{p.shape[1]}".encode()
+        coin = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in input_generators(p, prefix)])
         release = found & (coin < chance)
         out = torch.where(release.unsqueeze(-1), noisy, p)
+        out = out / out.sum(dim=-1, keepdim=True)
         return MemGuardOutput(probs=out, noise_l1=torch.where(found, distance, 0.0), found=found,
                               released_noisy=release)
 

@@ -1,7 +1,19 @@
-"""Evaluation wing: the membership protocol, metrics with confidence intervals, attacks, reports and the runner."""
+"""Evaluation wing: the membership protocol, metrics with confidence intervals, attacks, reports and the runner.
 
-from .metrics import AttackResult, accuracy, best_attack, membership_metrics, threshold_attacks
+- ``protocol``: who knows which records (roles and splits);
+- ``metrics``: AUC, accuracy, TPR at low FPR with bootstrap intervals; the attacker's choice of best attack;
+- ``threshold``: Song & Mittal's threshold attacks with per-class thresholds;
+- ``lira``, ``rmia``: the reference-model attacks; ``references``: training and caching reference models;
+- ``runner``: every attack against every defense; ``report``: tables, plots and the HTML report.
+"""
+
+from .lira import LiRA, logit_confidence
+from .metrics import AttackResult, accuracy, auc_difference, choose_best, membership_metrics
 from .protocol import ROLES, MembershipSplit, membership_split
+from .references import ReferenceModels, ReferenceRecipe, train_references
+from .rmia import RMIA, fit_offline_a
+from .threshold import THRESHOLD_ATTACKS, threshold_attacks
 
-__all__ = ["ROLES", "AttackResult", "MembershipSplit", "accuracy", "best_attack", "membership_metrics",
-           "membership_split", "threshold_attacks"]
+__all__ = ["RMIA", "ROLES", "THRESHOLD_ATTACKS", "AttackResult", "LiRA", "MembershipSplit", "ReferenceModels",
+           "ReferenceRecipe", "accuracy", "auc_difference", "choose_best", "fit_offline_a", "logit_confidence",
+           "membership_metrics", "membership_split", "threshold_attacks", "train_references"]

@@ -1,35 +1,30 @@
-"""Membership-inference metrics and the paper's threshold attacks (Song & Mittal), without ART.
+"""Membership-inference metrics with bootstrap confidence intervals, and the choice of the best attack.
 
-Protocol: the attacker fits its threshold on its OWN known members and non-members; it is scored on
-disjoint evaluation sets. AUC, TPR at low FPR and TNR at low FNR are read off the ROC curve of the
-attacker's scores on the evaluation sets (threshold-free by definition); attack accuracy uses the
-attacker's fitted threshold. With m evaluation non-members the smallest non-zero FPR is 1/m, so
-"TPR at 0.1% FPR" is the TPR at FPR = 0 whenever m < 1000.
+Every attack produces a continuous membership score per record (higher = member). AUC and TPR at a fixed
+FPR are read off the ROC of the scores on the evaluation records (sklearn's ``roc_curve`` with
+``drop_intermediate=False``); attack accuracy uses the threshold the attacker fitted on its own data.
+
+Statistics: 95% percentile-bootstrap intervals, resampling members and non-members separately. With m
+evaluation non-members the smallest non-zero FPR is 1/m: a TPR at an FPR below that resolution is not a
+measurement and is reported as ``None`` ("n/a"), never as a number.
+
+The best attack is chosen on the attacker's own held-out known records (``selection_auc``), never on the
+evaluation records: choosing the maximum on the evaluation set inflates it (11 attacks on 150 + 150 null
+records give an expected best AUC of about 0.54).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
-_EPS = 1e-30
-
-
-@dataclass(frozen=True)
-class AttackResult:
-    """One attack's success against one defense."""
-
-    attack: str
-    auc: float
-    accuracy: float
-    tpr_at_low_fpr: float  # TPR at FPR <= 0.1 %
-    tnr_at_low_fnr: float  # TNR at FNR <= 0.1 %
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+FPR_LEVELS = (0.01, 0.001)  # TPR is reported at these FPRs
+FNR_LEVEL = 0.001  # TNR is reported at this FNR
+BOOTSTRAP = 1000
 
 
 def check_probabilities(probs: np.ndarray, labels: np.ndarray, name: str = "probs") -> tuple[np.ndarray, np.ndarray]:
@@ -49,120 +44,162 @@ def check_probabilities(probs: np.ndarray, labels: np.ndarray, name: str = "prob
     return probs, labels.astype(np.int64)
 
 
-def _true_class(probs, labels):
-    return probs[np.arange(len(labels)), labels]
+def _check_scores(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(member_scores, dtype=np.float64).reshape(-1)
+    n = np.asarray(nonmember_scores, dtype=np.float64).reshape(-1)
+    if m.size == 0 or n.size == 0:
+        raise ValueError(f"need at least one member and one non-member score, got {m.size} and {n.size}")
+    if not (np.isfinite(m).all() and np.isfinite(n).all()):
+        raise ValueError("membership scores contain NaN or infinite values")
+    return m, n
 
 
-def _log_true_and_rest(probs, labels):
-    """log p_y and log(1 - p_y), the latter from the other classes' mass so that it stays exact near p_y = 1."""
-    py = _true_class(probs, labels)
-    others = probs.copy()
-    others[np.arange(len(labels)), labels] = 0.0
-    rest = others.sum(axis=1)
-    log_rest = np.log(np.clip(rest, _EPS, None))
-    log_true = np.where(py < 0.5, np.log(np.clip(py, _EPS, None)), np.log1p(-np.clip(rest, 0.0, 0.5)))
-    return log_true, log_rest
+def roc(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of the scores, every threshold kept (``drop_intermediate=False``)."""
+    m, n = _check_scores(member_scores, nonmember_scores)
+    truth = np.r_[np.ones(m.size), np.zeros(n.size)]
+    fpr, tpr, _ = roc_curve(truth, np.r_[m, n], drop_intermediate=False)
+    return fpr, tpr
 
 
-def loss_score(probs, labels):
-    """Negative cross-entropy: members have lower loss."""
-    return _log_true_and_rest(probs, labels)[0]
+def resolvable(level: float, count: int) -> bool:
+    """Whether a rate of ``level`` can be measured with ``count`` negatives (it must be at least 1/count)."""
+    return level * count >= 1.0 - 1e-9
 
 
-def confidence_score(probs, labels):
-    """Confidence in the true class on the logit scale of Carlini et al., log(p_y / (1 - p_y)).
+def _auc_rows(m: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """AUC of each row pair (Mann-Whitney with mid-ranks for ties): m (B, M), n (B, N) -> (B,)."""
+    ranks = rankdata(np.concatenate([m, n], axis=1), axis=1)
+    nm, nn = m.shape[1], n.shape[1]
+    return (ranks[:, :nm].sum(axis=1) - nm * (nm + 1) / 2) / (nm * nn)
 
-    Rank-equivalent to p_y (so the same AUC in exact arithmetic) but free of ties where p_y rounds to 1.
+
+def _tpr_rows(m: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
+    """Largest TPR with FPR <= level, per row: members above the (j+1)-th highest non-member, j = floor(level N)."""
+    j = math.floor(level * n.shape[1] + 1e-9)
+    if j >= n.shape[1]:
+        return np.ones(m.shape[0])
+    cut = -np.partition(-n, j, axis=1)[:, j]
+    return (m > cut[:, None]).mean(axis=1)
+
+
+def _tnr_rows(m: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
+    """Largest TNR with FNR <= level (the mirror image of ``_tpr_rows``)."""
+    return _tpr_rows(-n, -m, level)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
+class AttackResult:
+    """One attack's success against one defense, on the evaluation records, with 95% bootstrap intervals.
+
+    ``tpr`` maps an FPR level (e.g. 0.01) to the TPR there, ``None`` where the level is below the FPR
+    resolution 1 / non-members. ``selection_auc`` is the attack's AUC on the attacker's own held-out
+    records, the only figure used to choose the best attack.
     """
-    log_true, log_rest = _log_true_and_rest(probs, labels)
-    return log_true - log_rest
+
+    attack: str
+    auc: float
+    accuracy: float
+    tpr: dict[float, float | None]
+    tnr_at_low_fnr: float | None
+    ci: dict[str, tuple[float, float] | None]
+    members: int
+    nonmembers: int
+    selection_auc: float | None = None
+    member_scores: np.ndarray | None = field(default=None, repr=False)
+    nonmember_scores: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def fpr_resolution(self) -> float:
+        return 1.0 / self.nonmembers
+
+    def to_dict(self, scores: bool = True) -> dict:
+        out = {"attack": self.attack, "auc": self.auc, "accuracy": self.accuracy,
+               "tpr": {f"{level:g}": value for level, value in self.tpr.items()},
+               "tnr_at_low_fnr": self.tnr_at_low_fnr, "ci": {k: list(v) if v else None for k, v in self.ci.items()},
+               "members": self.members, "nonmembers": self.nonmembers, "fpr_resolution": self.fpr_resolution,
+               "selection_auc": self.selection_auc}
+        if scores and self.member_scores is not None:
+            out["member_scores"] = self.member_scores.tolist()
+            out["nonmember_scores"] = self.nonmember_scores.tolist()
+        return out
 
 
-def entropy_score(probs, labels):
-    """Negative prediction entropy: members get sharper predictions."""
-    return np.sum(probs * np.log(np.clip(probs, _EPS, 1.0)), axis=1)
+def membership_metrics(attack: str, member_scores, nonmember_scores, threshold: float | None = None, *,
+                       selection_auc: float | None = None, bootstrap: int = BOOTSTRAP, seed: int = 0) -> AttackResult:
+    """Metrics of an attack from its scores on the evaluation members and non-members.
+
+    Args:
+        threshold: the attacker's decision threshold (member when score >= threshold), fitted on its own
+            data; None uses the balanced-accuracy threshold of the scores themselves (an oracle, labelled so
+            by the caller).
+        bootstrap: resamples for the 95% intervals (0 disables them).
+    """
+    m, n = _check_scores(member_scores, nonmember_scores)
+    truth = np.r_[np.ones(m.size), np.zeros(n.size)]
+    scores = np.r_[m, n]
+    auc = float(roc_auc_score(truth, scores))
+    cut = fit_threshold(m, n) if threshold is None else threshold
+    acc = float(np.mean((scores >= cut) == truth))
+    tpr = {level: float(_tpr_rows(m[None], n[None], level)[0]) if resolvable(level, n.size) else None
+           for level in FPR_LEVELS}
+    tnr = float(_tnr_rows(m[None], n[None], FNR_LEVEL)[0]) if resolvable(FNR_LEVEL, m.size) else None
+    ci: dict[str, tuple[float, float] | None] = {}
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        bm = m[rng.integers(0, m.size, (bootstrap, m.size))]
+        bn = n[rng.integers(0, n.size, (bootstrap, n.size))]
+        ci["auc"] = _interval(_auc_rows(bm, bn))
+        ci["accuracy"] = _interval(((bm >= cut).sum(1) + (bn < cut).sum(1)) / (m.size + n.size))
+        for level, value in tpr.items():
+            ci[f"tpr@{level:g}"] = _interval(_tpr_rows(bm, bn, level)) if value is not None else None
+        ci["tnr_at_low_fnr"] = _interval(_tnr_rows(bm, bn, FNR_LEVEL)) if tnr is not None else None
+    return AttackResult(attack=attack, auc=auc, accuracy=acc, tpr=tpr, tnr_at_low_fnr=tnr, ci=ci, members=m.size,
+                        nonmembers=n.size, selection_auc=selection_auc, member_scores=m, nonmember_scores=n)
 
 
-def modified_entropy_score(probs, labels):
-    """Negative modified entropy of Song & Mittal (USENIX Security 2021)."""
-    log_true, log_rest = _log_true_and_rest(probs, labels)
-    log_1mp = np.log(np.clip(1.0 - probs, _EPS, 1.0))
-    other = probs * log_1mp
-    other[np.arange(len(labels)), labels] = 0.0
-    mentr = -np.exp(log_rest) * log_true - other.sum(axis=1)
-    return -mentr
+def auc_difference(after: AttackResult, before: AttackResult, *, bootstrap: int = BOOTSTRAP,
+                   seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """AUC(after) - AUC(before) on the same records, with a paired bootstrap 95% interval.
 
-
-def correctness_score(probs, labels):
-    """1 where the prediction is correct: the gap attack of Yeom et al."""
-    return (probs.argmax(axis=1) == labels).astype(np.float64)
-
-
-THRESHOLD_ATTACKS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "loss": loss_score,
-    "confidence": confidence_score,
-    "entropy": entropy_score,
-    "modified_entropy": modified_entropy_score,
-    "correctness": correctness_score,
-}
+    Both results must score the same members and non-members in the same order, so that one resample of
+    the records serves both (the pairing removes the records' own variance from the difference).
+    """
+    if (after.members, after.nonmembers) != (before.members, before.nonmembers):
+        raise ValueError("the two results score different record sets")
+    rng = np.random.default_rng(seed)
+    im = rng.integers(0, after.members, (bootstrap, after.members))
+    inn = rng.integers(0, after.nonmembers, (bootstrap, after.nonmembers))
+    diff = (_auc_rows(after.member_scores[im], after.nonmember_scores[inn])
+            - _auc_rows(before.member_scores[im], before.nonmember_scores[inn]))
+    return after.auc - before.auc, _interval(diff)
 
 
 def fit_threshold(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
-    """Threshold (predict member when score >= threshold) that maximises balanced accuracy on known data."""
-    scores = np.concatenate([member_scores, nonmember_scores])
-    truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
-    fpr, tpr, thresholds = roc_curve(truth, scores)
+    """Threshold (member when score >= threshold) that maximises balanced accuracy on known records."""
+    m, n = _check_scores(member_scores, nonmember_scores)
+    truth = np.r_[np.ones(m.size), np.zeros(n.size)]
+    scores = np.r_[m, n]
+    fpr, tpr, thresholds = roc_curve(truth, scores, drop_intermediate=False)
     best = int(np.argmax(tpr - fpr))
     return float(min(thresholds[best], np.max(scores) + 1.0))
 
 
-def membership_metrics(attack: str, member_scores: np.ndarray, nonmember_scores: np.ndarray,
-                       member_pred: np.ndarray, nonmember_pred: np.ndarray, low: float = 1e-3) -> AttackResult:
-    """Metrics of an attack from its continuous scores and its hard decisions on the evaluation sets."""
-    truth = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
-    scores = np.concatenate([member_scores, nonmember_scores]).astype(np.float64)
-    decisions = np.concatenate([member_pred, nonmember_pred]).astype(np.float64)
-    fpr, tpr, _ = roc_curve(truth, scores)
-    auc = float(roc_auc_score(truth, scores))
-    tpr_low = float(tpr[fpr <= low].max()) if (fpr <= low).any() else 0.0
-    ok = tpr >= 1.0 - low
-    tnr_low = float((1.0 - fpr[ok]).max()) if ok.any() else 0.0
-    accuracy = float(np.mean(decisions == truth))
-    return AttackResult(attack=attack, auc=auc, accuracy=accuracy, tpr_at_low_fpr=tpr_low, tnr_at_low_fnr=tnr_low)
+def choose_best(results: list[AttackResult]) -> AttackResult:
+    """The attack the attacker would pick: highest AUC on its own held-out records (``selection_auc``).
 
-
-def threshold_attacks(known_members: tuple[np.ndarray, np.ndarray], known_nonmembers: tuple[np.ndarray, np.ndarray],
-                      eval_members: tuple[np.ndarray, np.ndarray], eval_nonmembers: tuple[np.ndarray, np.ndarray],
-                      attacks: list[str] | None = None) -> list[AttackResult]:
-    """Run the threshold attacks; each argument is (released probabilities (S, K), labels (S,))."""
-    sets = [check_probabilities(*pair, name=name) for pair, name in zip(
-        (known_members, known_nonmembers, eval_members, eval_nonmembers),
-        ("known member probs", "known non-member probs", "evaluation member probs", "evaluation non-member probs"))]
-    classes = {s[0].shape[1] for s in sets}
-    if len(classes) != 1:
-        raise ValueError(f"all probability sets must have the same number of classes, got {sorted(classes)}")
-    results = []
-    for name in attacks or list(THRESHOLD_ATTACKS):
-        if name not in THRESHOLD_ATTACKS:
-            raise ValueError(f"unknown threshold attack {name!r}; choose from {list(THRESHOLD_ATTACKS)}")
-        score = THRESHOLD_ATTACKS[name]
-        km, kn, em, en = (score(p, y) for p, y in sets)
-        threshold = fit_threshold(km, kn)
-        results.append(membership_metrics(name, em, en, em >= threshold, en >= threshold))
-    return results
-
-
-def best_attack(results: list[AttackResult]) -> AttackResult:
-    """The worst case for the defender: highest AUC and accuracy over attacks (each maximised separately)."""
-    if not results:
-        raise ValueError("no attack results")
-    return AttackResult(
-        attack="best",
-        auc=max(r.auc for r in results),
-        accuracy=max(r.accuracy for r in results),
-        tpr_at_low_fpr=max(r.tpr_at_low_fpr for r in results),
-        tnr_at_low_fnr=max(r.tnr_at_low_fnr for r in results),
-    )
+    Raises:
+        ValueError: when no result carries a selection AUC (the choice would have to look at evaluation data).
+    """
+    candidates = [r for r in results if r.selection_auc is not None]
+    if not candidates:
+        raise ValueError("no attack has a selection AUC on the attacker's held-out records")
+    return max(candidates, key=lambda r: (r.selection_auc, -results.index(r)))
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:

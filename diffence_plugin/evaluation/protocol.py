@@ -7,12 +7,13 @@ of them used. The six role sets are pairwise disjoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
          "eval_members", "eval_nonmembers")
+POPULATION = "population"  # the attacker's population records z (RMIA), released by the target like any query
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class MembershipSplit:
     """Index sets of a membership experiment. Members train the target; everything else never does.
 
     The defender calibrates on ``defender_*``, the attacker fits on ``attacker_*``, and every attack is
-    scored on ``eval_*``; the six sets are pairwise disjoint. ``members`` is the whole training set.
+    scored on ``eval_*``; the role sets are pairwise disjoint. ``members`` is the whole training set.
+    ``population`` are non-members the attacker owns and queries (RMIA's z records); ``attacker_pool`` are
+    the remaining non-members, the attacker's own data for its diffusion model and its reference models.
     """
 
     members: np.ndarray
@@ -30,14 +33,29 @@ class MembershipSplit:
     attacker_nonmembers: np.ndarray
     eval_members: np.ndarray
     eval_nonmembers: np.ndarray
+    population: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    attacker_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def attacker_halves(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The attacker's known records split in two: (members, non-members) to fit attacks on, and
+        (members, non-members) to choose the best attack on. Neither half is ever an evaluation record."""
+        m, n = self.attacker_members, self.attacker_nonmembers
+        if len(m) < 2 or len(n) < 2:
+            raise ValueError("the attacker needs at least 2 known members and 2 known non-members")
+        return (m[: len(m) // 2], n[: len(n) // 2]), (m[len(m) // 2 :], n[len(n) // 2 :])
 
 
 def membership_split(total: int, members: int, defender: int, attacker: int, evaluation: int,
-                     seed: int = 0) -> MembershipSplit:
-    """Split ``range(total)`` at random: ``members`` training samples, and per role that many of each kind."""
-    if members + defender + attacker + evaluation > total:
-        raise ValueError(f"split needs {members + defender + attacker + evaluation} non-overlapping samples "
-                         f"({members} members + {defender + attacker + evaluation} non-members), have {total}")
+                     seed: int = 0, population: int = 0) -> MembershipSplit:
+    """Split ``range(total)`` at random: ``members`` training samples, and per role that many of each kind.
+
+    ``population`` further non-members become the attacker's population records; the non-members left over
+    form ``attacker_pool``.
+    """
+    if members + defender + attacker + evaluation + population > total:
+        raise ValueError(f"split needs {members + defender + attacker + evaluation + population} non-overlapping "
+                         f"samples ({members} members + {defender + attacker + evaluation + population} "
+                         f"non-members), have {total}")
     if defender + attacker + evaluation > members:
         raise ValueError(f"the member roles need {defender + attacker + evaluation} members, only {members} exist")
     order = np.random.default_rng(seed).permutation(total)
@@ -46,4 +64,26 @@ def membership_split(total: int, members: int, defender: int, attacker: int, eva
     c = b + evaluation
     return MembershipSplit(members=mem, defender_members=mem[:a], defender_nonmembers=non[:a],
                            attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
-                           eval_members=mem[b:c], eval_nonmembers=non[b:c])
+                           eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c : c + population],
+                           attacker_pool=non[c + population :])
+
+
+def roles_from_members(members: np.ndarray, total: int, defender: int, attacker: int, evaluation: int,
+                       population: int = 0, seed: int = 0) -> MembershipSplit:
+    """Roles for a target trained on the given ``members`` (indices into ``range(total)``); every other record
+    is a non-member. Roles are drawn at random with ``seed``."""
+    members = np.asarray(members, dtype=np.int64)
+    nonmembers = np.setdiff1d(np.arange(total), members)
+    need_m, need_n = defender + attacker + evaluation, defender + attacker + evaluation + population
+    if need_m > len(members):
+        raise ValueError(f"the member roles need {need_m} members, only {len(members)} exist")
+    if need_n > len(nonmembers):
+        raise ValueError(f"the non-member roles need {need_n} non-members, only {len(nonmembers)} exist")
+    rng = np.random.default_rng(seed)
+    mem, non = rng.permutation(members), rng.permutation(nonmembers)
+    a, b = defender, defender + attacker
+    c = b + evaluation
+    return MembershipSplit(members=members, defender_members=mem[:a], defender_nonmembers=non[:a],
+                           attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
+                           eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c : c + population],
+                           attacker_pool=non[c + population :])

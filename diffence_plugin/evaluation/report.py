@@ -1,9 +1,15 @@
-"""Plots and a self-contained HTML report of an evaluation (matplotlib, no network)."""
+"""Tables, plots and a self-contained HTML report of an evaluation (matplotlib, images inlined, no network).
+
+Every privacy figure is printed with its 95% bootstrap interval and the attack that produced it; a TPR at
+an FPR below the resolution 1 / non-members prints as "n/a".
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import os
+import platform
 from pathlib import Path
 
 import matplotlib
@@ -12,88 +18,101 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
 
 from ..select import phi  # noqa: E402
 
 
-def plot_phi_histograms(released: dict, path: Path) -> Path:
-    """One panel per defense: phi of the released vectors for evaluation members vs non-members (Fig. 4)."""
-    cols = min(3, len(released))
-    rows = -(-len(released) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
-    roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
-    for ax in axes.flat[len(released):]:
-        ax.set_visible(False)
-    for ax, (name, probs) in zip(axes.flat, released.items()):
-        scores = {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
-                  for role, _ in roles}
-        edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=30)
-        for role, colour in roles:
-            ax.hist(scores[role], bins=edges, alpha=0.55, color=colour, density=True, label=role.replace("eval_", ""))
-        ax.set_title(name)
-        ax.set_xlabel("phi = log(p_max / (1 - p_max))")
-        ax.set_ylabel("density")
-    axes[0][0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def machine() -> dict:
+    """What produced the numbers: CPU, cores, torch threads and library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("diffence-plugin", "torch", "diffusers", "adversarial-robustness-toolbox", "opacus", "numpy",
+                    "scikit-learn", "scipy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "versions": versions}
 
 
-def plot_best_auc(results: dict, path: Path) -> Path:
-    """Bar chart of the best-attack AUC per defense."""
-    names = [r["defense"] for r in results["rows"]]
-    aucs = [r["best"]["auc"] for r in results["rows"]]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.bar(names, aucs, color=["tab:gray"] + ["tab:green"] * (len(names) - 1))
-    ax.axhline(0.5, color="black", lw=0.8, ls="--")
-    ax.set_ylim(0.45, max(aucs) + 0.05)
-    ax.set_ylabel("best-attack AUC")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> Path:
-    """Write ``phi_histograms.png``, ``best_auc.png`` and ``report.html`` (images inlined) to ``out_dir``."""
-    images = [plot_phi_histograms(released, out_dir / "phi_histograms.png"), plot_best_auc(results, out_dir / "best_auc.png")]
-    def table(markdown: str) -> str:
-        rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
-        cells = lambda r, tag: "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r)
-        return ("<table><tr>" + cells(rows[0], "th") + "</tr>"
-                + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "</table>")
-    pictures = "".join(
-        f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Diffence evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%;margin:1em 0}}</style></head>
-<body><h1>Diffence evaluation</h1><p>{html.escape(str(results['settings']))}</p>
-<h2>Best attack per defense</h2>{table(format_table(results))}
-<h2>Every attack</h2>{table(format_attack_table(results))}
-{pictures}<p>Run time: {results['seconds']:.0f} s, torch {html.escape(results['torch'])}.</p></body></html>"""
-    path = out_dir / "report.html"
-    path.write_text(page)
-    return path
+def _ci(ci, pct: bool = False) -> str:
+    if not ci:
+        return ""
+    low, high = ci
+    return f" [{100 * low:.1f}, {100 * high:.1f}]" if pct else f" [{low:.3f}, {high:.3f}]"
+
+
+def _auc(result: dict | None) -> str:
+    if result is None:
+        return "-"
+    return f"{result['auc']:.3f}{_ci(result['ci'].get('auc'))}"
+
+
+def _tpr(result: dict | None, level: str = "0.01") -> str:
+    if result is None:
+        return "-"
+    return _pct(result["tpr"].get(level)) + _ci(result["ci"].get(f"tpr@{level}"), pct=True)
 
 
 def format_table(results: dict) -> str:
-    """The demo's main table as Markdown (also readable in a terminal)."""
-    head = ("| defense | test acc | train acc | labels kept | best AUC | best attack acc | TPR@0.1%FPR | "
-            "TNR@0.1%FNR |\n|---|---|---|---|---|---|---|---|")
+    """The main table as Markdown: accuracy, the attacker's chosen attack, LiRA, RMIA and the label-only floor."""
+    rows = results["rows"]
+    resolution = rows[0]["best"]["fpr_resolution"]
+    head = ("| defense | test acc | labels kept | chosen attack | AUC [95% CI] | TPR@1%FPR | LiRA AUC | "
+            "LiRA TPR@1%FPR | RMIA AUC | label-only floor AUC |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
-    for r in results["rows"]:
+    for r in rows:
         b = r["best"]
-        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {r['train_accuracy']:.4f} | "
-                     f"{100 * r['labels_kept']:.1f}% | {b['auc']:.3f} | {b['accuracy']:.3f} | "
-                     f"{100 * b['tpr_at_low_fpr']:.1f}% | {100 * b['tnr_at_low_fnr']:.1f}% |")
+        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {100 * r['labels_kept']:.1f}% | {b['attack']} | "
+                     f"{_auc(b)} | {_tpr(b)} | {_auc(r.get('lira'))} | {_tpr(r.get('lira'))} | "
+                     f"{_auc(r.get('rmia'))} | {_auc(r.get('correctness'))} |")
+    lines.append(f"\nFPR resolution 1/{round(1 / resolution)} = {100 * resolution:.2f}%: TPR at 0.1% FPR is n/a.")
+    return "\n".join(lines)
+
+
+def format_change_table(results: dict) -> str:
+    """AUC change from the undefended row (paired bootstrap), and the spread over Diffence's selection draws."""
+    lines = ["| defense | chosen-attack AUC change [95% CI] | LiRA AUC change [95% CI] | "
+             "chosen AUC over draws (mean ± sd) | LiRA AUC over draws | references |",
+             "|---|---|---|---|---|---|"]
+    for r in results["rows"][1:]:
+        change, spread = r.get("change") or {}, r.get("spread") or {}
+
+        def delta(key):
+            c = change.get(key)
+            return f"{c['auc_change']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c else "-"
+
+        def draws(key):
+            d = spread.get(key)
+            return f"{d['mean']:.3f} ± {d['sd']:.3f} ({d['draws']})" if d else "-"
+
+        aware = {True: "defense-aware", False: "defense-unaware", None: "-"}[r.get("reference_aware")]
+        lines.append(f"| {r['defense']} | {delta('best')} | {delta('lira')} | {draws('best_auc')} | "
+                     f"{draws('lira_auc')} | {aware} |")
     return "\n".join(lines)
 
 
 def format_attack_table(results: dict) -> str:
-    """AUC of every attack (rows) under every defense (columns)."""
+    """AUC of every attack (rows) under every defense (columns); the selection AUC decides the chosen one."""
     names = [r["defense"] for r in results["rows"]]
-    attacks = [a["attack"] for a in results["rows"][0]["attacks"]]
+    attacks = []
+    for r in results["rows"]:
+        attacks += [a["attack"] for a in r["attacks"] if a["attack"] not in attacks]
     lines = ["| attack AUC | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for attack in attacks:
         cells = []
@@ -102,3 +121,114 @@ def format_attack_table(results: dict) -> str:
             cells.append(f"{hit[0]['auc']:.3f}" if hit else "same labels")
         lines.append(f"| {attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_roc(results: dict, path: Path) -> Path:
+    """Log-log ROC curves of the chosen attack and of LiRA per defense, from the per-record scores."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, family in zip(axes, ("best", "lira")):
+        for r in results["rows"]:
+            picked = r.get(family)
+            hit = [a for a in r["attacks"] if picked and a["attack"] == picked["attack"]]
+            if not hit or "member_scores" not in hit[0]:
+                continue
+            a = hit[0]
+            truth = np.r_[np.ones(len(a["member_scores"])), np.zeros(len(a["nonmember_scores"]))]
+            fpr, tpr, _ = roc_curve(truth, np.r_[a["member_scores"], a["nonmember_scores"]], drop_intermediate=False)
+            ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=f"{r['defense']} ({a['attack']})", lw=1.2)
+        resolution = results["rows"][0]["best"]["fpr_resolution"]
+        ax.plot([1e-4, 1], [1e-4, 1], color="black", lw=0.8, ls="--")
+        ax.axvline(resolution, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(max(resolution / 2, 1e-4), 1)
+        ax.set_ylim(1e-3, 1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title("chosen attack" if family == "best" else "LiRA (chosen variant)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_phi_histograms(released: dict, path: Path, intervals: dict | None = None) -> Path:
+    """phi of evaluation members vs non-members per defense (the paper's Figures 3-4), on shared axes, with
+    each calibrated selection interval marked."""
+    cols = min(3, len(released))
+    rows = -(-len(released) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False, sharex=True, sharey=True)
+    roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
+    scores = {name: {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
+                     for role, _ in roles} for name, probs in released.items()}
+    every = np.concatenate([v for s in scores.values() for v in s.values()])
+    edges = np.histogram_bin_edges(every[np.isfinite(every)], bins=40)
+    for ax in axes.flat[len(released):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, released):
+        for role, colour in roles:
+            ax.hist(scores[name][role], bins=edges, alpha=0.55, color=colour, density=True,
+                    label=role.replace("eval_", ""))
+        interval = (intervals or {}).get(name)
+        if interval:
+            ax.axvspan(*interval, color="tab:green", alpha=0.12, label="selection interval")
+        ax.set_title(name)
+        ax.set_xlabel("phi = log(p_max / (1 - p_max))")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _html_table(markdown: str) -> str:
+    rows = [line.strip("|").split("|") for line in markdown.splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+    notes = [line for line in markdown.splitlines() if line and not line.startswith("|")]
+
+    def cells(r, tag):
+        return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in r)
+    table = ("<table><tr>" + cells(rows[0], "th") + "</tr>"
+             + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rows[1:]) + "</table>")
+    return table + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+
+
+def _settings_table(settings: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
+    return f"<table class='settings'>{rows}</table>"
+
+
+def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> Path:
+    """Write ``roc.png``, ``phi_histograms.png`` and a self-contained ``report.html`` to ``out_dir``."""
+    out_dir = Path(out_dir)
+    intervals = {name: (c["lo"], c["hi"]) for name, c in results.get("calibration", {}).items()}
+    images = [plot_roc(results, out_dir / "roc.png"),
+              plot_phi_histograms(released, out_dir / "phi_histograms.png", intervals)]
+    pictures = "".join(
+        f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"</figure>" for p in images)
+    calibration = "".join(f"<li>{html.escape(name)}: phi in [{c['lo']:.3f}, {c['hi']:.3f}]</li>"
+                          for name, c in results.get("calibration", {}).items())
+    m = results.get("machine", {})
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Diffence evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}
+table.settings td,table.settings th{{text-align:left}}img{{max-width:100%}}</style></head>
+<body><h1>Diffence evaluation</h1>
+<p>95% bootstrap intervals in brackets. The chosen attack is the one with the highest AUC on the attacker's own
+held-out records; it is then measured on the evaluation records. "n/a": the FPR is below the resolution
+1 / non-members.</p>
+<h2>Results</h2>{_html_table(format_table(results))}
+<h2>Change from the undefended model, and the defense's own randomness</h2>{_html_table(format_change_table(results))}
+<h2>Every attack (AUC)</h2>{_html_table(format_attack_table(results))}
+<h2>Curves and score distributions</h2>{pictures}
+<h2>Calibration</h2><ul>{calibration}</ul>
+<h2>Settings</h2>{_settings_table(results.get('settings', {}))}
+<h2>Machine</h2>{_settings_table({k: v for k, v in m.items()})}
+<p>Run time: {results.get('seconds', 0):.0f} s.</p></body></html>"""
+    path = out_dir / "report.html"
+    path.write_text(page)
+    return path

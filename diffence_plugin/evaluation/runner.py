@@ -1,7 +1,10 @@
-"""Run the attack suite against a set of defenses, with the roles of ``protocol``.
+"""Every attack against every defense, with the roles of ``protocol``: the evaluation shared by all recipes.
 
-Shared by every recipe: release each role's records through every defense once, then score the threshold
-attacks and ART's attacks on those releases.
+Data flow: each defense releases a probability vector for every record of every role once; the attacker's
+reference models answer on the attacker's own universe of records through the same kind of defense
+(defense-aware) or undefended; then the threshold attacks, LiRA, RMIA and ART's attacks score the
+releases. Attacks are fitted on the attacker's first half of known records, the best attack is chosen on
+its second half, and every figure is measured on the evaluation records.
 """
 
 from __future__ import annotations
@@ -10,17 +13,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
-from ..data.models import DigitsMLP
+from ..data.models import reinitialised
 from ..defense import Diffence
 from ..outputs import Candidates
-from .metrics import AttackResult, accuracy, best_attack, threshold_attacks
-from .protocol import ROLES, MembershipSplit
+from .lira import LIRA_VARIANTS, logit_confidence
+from .metrics import AttackResult, accuracy, auc_difference, choose_best, fit_threshold, membership_metrics
+from .protocol import POPULATION, ROLES, MembershipSplit
+from .references import ReferenceModels
+from .rmia import RMIA, fit_offline_a
+from .threshold import threshold_attacks
+
+Released = dict[str, np.ndarray]  # role -> (S, K) float64 released probabilities
+
+
+def roles_of(split: MembershipSplit) -> tuple[str, ...]:
+    """The roles a split queries: the six of ``ROLES``, plus the population records when it has them."""
+    return ROLES + ((POPULATION,) if len(split.population) else ())
+
+
+def onehot(y: np.ndarray, k: int) -> np.ndarray:
+    """(S, K) float32 one-hot labels, the form ART's attacks expect."""
+    return np.eye(k, dtype=np.float32)[y]
 
 
 @dataclass
 class DefenseRow:
-    """One line of the results table."""
+    """One line of the results table: the attacker's chosen attack, LiRA and RMIA, and every attack."""
 
     defense: str
     train_accuracy: float
@@ -28,77 +48,286 @@ class DefenseRow:
     best: AttackResult
     attacks: list[AttackResult] = field(default_factory=list)
     labels_kept: float = 1.0
+    reference_aware: bool | None = None  # None: no reference-model attacks were run
+    spread: dict | None = None  # over the defense's selection draws: mean and sd per figure
+    change: dict | None = None  # AUC change from the undefended row, with a paired interval
+
+    def attack(self, prefix: str) -> AttackResult | None:
+        """The attack of this family (e.g. "lira", "rmia") the attacker would pick on its selection records."""
+        family = [a for a in self.attacks if a.attack.startswith(prefix)]
+        return choose_best(family) if family else None
+
+    def to_dict(self, scores: bool = True) -> dict:
+        lira, rmia, floor = self.attack("lira"), self.attack("rmia"), self.attack("correctness")
+        return {"defense": self.defense, "train_accuracy": self.train_accuracy, "test_accuracy": self.test_accuracy,
+                "labels_kept": self.labels_kept, "reference_aware": self.reference_aware,
+                "best": self.best.to_dict(scores=False), "lira": lira.to_dict(scores=False) if lira else None,
+                "rmia": rmia.to_dict(scores=False) if rmia else None,
+                "correctness": floor.to_dict(scores=False) if floor else None,
+                "spread": self.spread, "change": self.change,
+                "attacks": [a.to_dict(scores=scores) for a in self.attacks]}
 
 
-def _onehot(y: np.ndarray, k: int) -> np.ndarray:
-    return np.eye(k, dtype=np.float32)[y]
-
+# ---- releases ---------------------------------------------------------------------------------------------
 
 def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, *, n: int, t: int, k: int,
                        seed: int, progress: bool, max_batch: int = 1024, autocast: torch.dtype | None = None,
-                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, dict]]:
+                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
     """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios."""
     base = Diffence(reconstructor, n=n, t=t, k=k, scenario=3, seed=seed, output="logits", progress=progress,
                     max_batch=max_batch, autocast=autocast)
-    cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in ROLES}
+    roles = roles_of(split)
+    cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
     defenses = {"3": base}
     for scenario in (1, 2):
         d = base.with_config(scenario=scenario)
         d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
         defenses[str(scenario)] = d
-    released = {f"scenario_{k}": {r: defenses[k].release(cands[r]).probs.numpy() for r in ROLES} for k in "123"}
+    released = {f"scenario_{s}": release_all(defenses[s], cands) for s in "123"}
     return defenses, cands, released
 
 
-def undefended_releases(model, x: np.ndarray, split: MembershipSplit, device: torch.device | str = "cpu") -> dict:
+def release_all(defense: Diffence, cands: dict[str, Candidates]) -> Released:
+    """Every role's released vectors (float64) under one selection rule."""
+    return {r: defense.release(c).probs.numpy() for r, c in cands.items()}
+
+
+def undefended_releases(model, x: np.ndarray, split: MembershipSplit, device: torch.device | str = "cpu") -> Released:
     """Softmax of the undefended model on every role's inputs, in float64 (``released["undefended"]``)."""
     with torch.no_grad():
         return {r: torch.softmax(model(torch.from_numpy(x[getattr(split, r)]).to(device)).double(), -1).cpu().numpy()
-                for r in ROLES}
+                for r in roles_of(split)}
 
 
-def labels_kept(released: dict[str, dict]) -> dict[str, float]:
+def labels_kept(released: dict[str, Released]) -> dict[str, float]:
     """Per defense, the share of released vectors whose argmax equals the undefended one."""
-    labels = {r: released["undefended"][r].argmax(-1) for r in ROLES}
-    return {name: float(np.mean(np.concatenate([probs[r].argmax(-1) == labels[r] for r in ROLES])))
+    base = released["undefended"]
+    return {name: float(np.mean(np.concatenate([probs[r].argmax(-1) == base[r].argmax(-1) for r in base])))
             for name, probs in released.items()}
 
 
-def attack_rows(released: dict[str, dict], kept: dict[str, float], x: np.ndarray, y: np.ndarray,
-                split: MembershipSplit, target, pipelines: dict, attacks: tuple[str, ...], seed: int,
-                log=print) -> list[DefenseRow]:
-    """Run the attack suite on each defense's released probabilities (``released[name][role]``).
+# ---- the attacker's reference models ------------------------------------------------------------------------
 
-    ``target`` is the undefended ART classifier; ``pipelines[name]`` the defense behind the released vectors,
-    exposed to ART through ``DefendedClassifier`` (its loss follows the released vectors); a name without a
-    pipeline is attacked through ``target`` itself.
+def attacker_universe(split: MembershipSplit, size: int) -> np.ndarray:
+    """The records the attacker's references train on and answer for: its known records, the evaluation
+    candidates, its population records, then its own pool up to ``size`` (about twice the target's
+    training set, so that a random half matches it)."""
+    core = np.concatenate([split.attacker_members, split.attacker_nonmembers, split.eval_members,
+                           split.eval_nonmembers, split.population])
+    fill = split.attacker_pool[: max(0, size - len(core))]
+    return np.concatenate([core, fill]).astype(np.int64)
+
+
+@dataclass
+class AttackerView:
+    """What the attacker's reference models release on its universe under one kind of defense."""
+
+    probs: np.ndarray  # (R, U, K) float64
+    in_mask: np.ndarray  # (R, U) bool
+    universe: np.ndarray  # (U,) dataset indices
+    aware: bool  # whether the references answer through the same kind of defense as the target
+
+    def positions(self, indices: np.ndarray) -> np.ndarray:
+        lookup = {int(i): p for p, i in enumerate(self.universe)}
+        try:
+            return np.array([lookup[int(i)] for i in indices], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"record {exc} is not in the attacker's universe") from exc
+
+
+def undefended_view(references: ReferenceModels, x: np.ndarray, universe: np.ndarray) -> AttackerView:
+    """References answering with their plain softmax (the defense-unaware attacker)."""
+    xs = torch.from_numpy(x[universe])
+    with torch.no_grad():
+        probs = np.stack([torch.softmax(m(xs).double(), -1).numpy() for m in references.models])
+    return AttackerView(probs, references.in_mask, universe, aware=False)
+
+
+def diffence_view(references: ReferenceModels, attacker: Diffence, x: np.ndarray, universe: np.ndarray,
+                  images: torch.Tensor, split: MembershipSplit) -> AttackerView:
+    """References answering through the attacker's own Diffence (its DDPM, the target's n, t, k and scenario).
+
+    The attacker reconstructs its universe once (``images``); each reference classifies the reconstructions.
+    For scenarios 1 and 2 each reference is calibrated on the population records it did and did not train on,
+    as the defender calibrates on its known members and non-members.
     """
-    from diffence_plugin.adapters import art_attacks
-    from diffence_plugin.adapters.art import DefendedClassifier
+    xs = torch.from_numpy(x[universe])
+    pop = np.isin(universe, split.population)
+    probs = []
+    for model, mask in zip(references.models, references.in_mask):
+        cands = attacker.candidates_from_reconstructions(model, xs, images)
+        defense = attacker
+        if attacker.config.needs_calibration:
+            defense = attacker.with_config()
+            known_out = cands.subset(torch.from_numpy(pop & ~mask))
+            defense.calibrate_from_candidates(cands.subset(torch.from_numpy(pop & mask)),
+                                              known_out if attacker.config.scenario == 1 else None)
+        probs.append(defense.release(cands).probs.numpy())
+    return AttackerView(np.stack(probs), references.in_mask, universe, aware=True)
 
-    roles, nb_classes = ROLES, target.nb_classes
-    shadow_idx = np.setdiff1d(np.arange(len(x)), np.concatenate([split.members] + [getattr(split, r) for r in roles]))
-    shadow = art_attacks.AttackData(x[shadow_idx], _onehot(y[shadow_idx], nb_classes))
-    rows = []
-    for name, probs in released.items():
-        data = {r: art_attacks.AttackData(x[getattr(split, r)], _onehot(y[getattr(split, r)], nb_classes), probs[r])
-                for r in roles}
-        known = (data["attacker_members"], data["attacker_nonmembers"])
-        evaluation = (data["eval_members"], data["eval_nonmembers"])
-        results = threshold_attacks(*[(probs[r], y[getattr(split, r)]) for r in roles[2:]])
-        estimator = DefendedClassifier(target, pipelines[name]) if name in pipelines else target
-        for attack in attacks:
-            if attack in art_attacks.BLACK_BOX:
-                results.append(art_attacks.black_box(estimator, attack, known, evaluation, seed=seed))
-            elif attack == "shadow_models":
-                template = art_attacks.probability_classifier(DigitsMLP(nb_classes), target.input_shape, nb_classes)
-                results.append(art_attacks.shadow_models(estimator, template, shadow, evaluation, seed=seed))
-            elif attack == "rule_based" and name not in pipelines:
-                results.append(art_attacks.rule_based(target, evaluation))
-        rows.append(DefenseRow(
-            defense=name,
-            train_accuracy=accuracy(probs["eval_members"], y[split.eval_members]),
-            test_accuracy=accuracy(probs["eval_nonmembers"], y[split.eval_nonmembers]),
-            best=best_attack(results), attacks=results, labels_kept=kept[name]))
-        log(f"      {name}: best-attack AUC {rows[-1].best.auc:.3f}")
-    return rows
+
+# ---- attacks ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sets:
+    """The record sets every attack uses: fit, select (attacker's halves) and evaluation, plus population."""
+
+    fit: tuple[np.ndarray, np.ndarray]
+    select: tuple[np.ndarray, np.ndarray]
+    evaluation: tuple[np.ndarray, np.ndarray]
+    population: np.ndarray
+
+    @classmethod
+    def of(cls, split: MembershipSplit) -> "Sets":
+        fit, select = split.attacker_halves()
+        return cls(fit, select, (split.eval_members, split.eval_nonmembers), split.population)
+
+
+def _by_index(released: Released, split: MembershipSplit) -> dict[int, np.ndarray]:
+    """Map each queried dataset index to its released vector."""
+    table = {}
+    for role, probs in released.items():
+        for i, row in zip(getattr(split, role), probs):
+            table[int(i)] = row
+    return table
+
+
+def _gather(table: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+    return np.stack([table[int(i)] for i in indices])
+
+
+def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *,
+                      seed: int = 0, bootstrap: int = 1000) -> list[AttackResult]:
+    """LiRA (four variants) and RMIA (online, and offline with ``a`` fitted on the attacker's references)."""
+    sets = Sets.of(split)
+    table = _by_index(released, split)
+    results = []
+
+    def lira_scores(lira, indices):
+        pos = view.positions(indices)
+        target = logit_confidence(_gather(table, indices), y[indices])
+        refs = logit_confidence(view.probs[:, pos], y[indices])
+        return lira.score(target, refs, view.in_mask[:, pos])
+
+    for lira in LIRA_VARIANTS:
+        results.append(_scored(lira.name, lambda idx, lira=lira: lira_scores(lira, idx), sets, seed, bootstrap))
+
+    if len(sets.population):
+        zpos = view.positions(sets.population)
+        target_z = _true_probs(_gather(table, sets.population), y[sets.population])
+        refs_z = _true_probs(view.probs[:, zpos], y[sets.population])
+        in_z = view.in_mask[:, zpos]
+        own = view.positions(np.concatenate([*sets.fit, *sets.select]))
+        own_y = y[view.universe[own]]
+        a = fit_offline_a(_true_probs(view.probs[:, own], own_y), view.in_mask[:, own], refs_z, in_z)
+        for rmia in (RMIA(), RMIA(offline_a=a)):
+            def rmia_scores(indices, rmia=rmia):
+                pos = view.positions(indices)
+                return rmia.score(_true_probs(_gather(table, indices), y[indices]),
+                                  _true_probs(view.probs[:, pos], y[indices]), view.in_mask[:, pos],
+                                  target_z, refs_z, in_z)
+            results.append(_scored(rmia.name, rmia_scores, sets, seed, bootstrap))
+    return results
+
+
+def _true_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(..., S) probability of each record's true label from (..., S, K) probabilities."""
+    return probs[..., np.arange(labels.size), labels]
+
+
+def _scored(name: str, score, sets: Sets, seed: int, bootstrap: int) -> AttackResult:
+    """Threshold from the fit half, selection AUC from the select half, metrics on the evaluation records."""
+    fm, fn = (score(s) for s in sets.fit)
+    sm, sn = (score(s) for s in sets.select)
+    em, en = (score(s) for s in sets.evaluation)
+    selection = float(roc_auc_score(np.r_[np.ones(sm.size), np.zeros(sn.size)], np.r_[sm, sn]))
+    return membership_metrics(name, em, en, fit_threshold(fm, fn), selection_auc=selection, seed=seed,
+                              bootstrap=bootstrap)
+
+
+def threshold_suite(released: Released, y: np.ndarray, split: MembershipSplit, *, seed: int = 0,
+                    bootstrap: int = 1000) -> list[AttackResult]:
+    """The threshold attacks on one defense's releases (fit / select / evaluation as in ``Sets``)."""
+    sets, table = Sets.of(split), _by_index(released, split)
+    pairs = [tuple((_gather(table, idx), y[idx]) for idx in pair) for pair in (sets.fit, sets.select, sets.evaluation)]
+    return threshold_attacks(*pairs, seed=seed, bootstrap=bootstrap)
+
+
+def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, estimator, target, model,
+              attacks: tuple[str, ...], defended: bool, seed: int = 0) -> list[AttackResult]:
+    """ART's attacks. ``estimator`` answers through the defense; ``target`` is the undefended ART classifier.
+
+    The shadow-model attack uses the target's own architecture; its shadows answer undefended (defense-
+    unaware). The rule-based attack sees labels only, which Diffence keeps: it is run on undefended rows.
+    """
+    from ..adapters import art_attacks
+
+    sets, table = Sets.of(split), _by_index(released, split)
+    nb_classes = target.nb_classes
+
+    def data(idx):
+        return art_attacks.AttackData(x[idx], onehot(y[idx], nb_classes), _gather(table, idx))
+
+    fit, select, evaluation = ((data(a), data(b)) for a, b in (sets.fit, sets.select, sets.evaluation))
+    results = []
+    for attack in attacks:
+        if attack in art_attacks.BLACK_BOX:
+            results.append(art_attacks.black_box(estimator, attack, fit, select, evaluation, seed=seed))
+        elif attack == "shadow_models":
+            pool = split.attacker_pool
+            shadow = art_attacks.AttackData(x[pool], onehot(y[pool], nb_classes))
+            template = art_attacks.probability_classifier(reinitialised(model, seed), target.input_shape,
+                                                          nb_classes)
+            results.append(art_attacks.shadow_models(estimator, template, shadow, select, evaluation, seed=seed))
+        elif attack == "rule_based" and not defended:
+            results.append(art_attacks.rule_based(target, select, evaluation, seed=seed))
+        elif attack not in ("rule_based",):
+            raise ValueError(f"unknown ART attack {attack!r}; choose from {sorted(art_attacks.BLACK_BOX)}, "
+                             "shadow_models, rule_based")
+    return results
+
+
+def evaluate_defense(name: str, released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, *,
+                     view: AttackerView | None = None, art: dict | None = None, kept: float = 1.0, seed: int = 0,
+                     bootstrap: int = 1000) -> DefenseRow:
+    """All attacks on one defense's releases; ``art`` holds ``art_suite``'s keyword arguments (or None)."""
+    results = threshold_suite(released, y, split, seed=seed, bootstrap=bootstrap)
+    if view is not None:
+        results += reference_attacks(released, y, split, view, seed=seed, bootstrap=bootstrap)
+    if art is not None:
+        results += art_suite(released, x, y, split, seed=seed, **art)
+    return DefenseRow(defense=name, train_accuracy=accuracy(released["eval_members"], y[split.eval_members]),
+                      test_accuracy=accuracy(released["eval_nonmembers"], y[split.eval_nonmembers]),
+                      best=choose_best(results), attacks=results, labels_kept=kept,
+                      reference_aware=None if view is None else view.aware)
+
+
+def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
+    """AUC change of the chosen best attack and of LiRA from ``baseline``, with paired bootstrap intervals."""
+    out = {}
+    for key, pick in (("best", lambda r: r.best), ("lira", lambda r: r.attack("lira"))):
+        after, before = pick(row), pick(baseline)
+        if after is None or before is None:
+            continue
+        diff, ci = auc_difference(after, before, seed=seed)
+        out[key] = {"auc_change": diff, "ci": list(ci), "attack": after.attack, "baseline_attack": before.attack}
+    return out
+
+
+def selection_spread(defense: Diffence, cands: dict[str, Candidates], y: np.ndarray, split: MembershipSplit,
+                     view: AttackerView | None, draws: int, seed: int = 0) -> dict:
+    """Mean and sd, over ``draws`` fresh selection draws (reconstructions fixed), of the chosen attack's AUC
+    and of LiRA's AUC and TPR at 1% FPR (threshold, LiRA and RMIA attacks; no intervals inside)."""
+    figures: dict[str, list[float]] = {"best_auc": [], "lira_auc": [], "lira_tpr@0.01": []}
+    for draw in range(draws):
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, draw]).generate_state(1)[0]))
+        released = release_all(defense, {r: c.redraw(gen) for r, c in cands.items()})
+        row = evaluate_defense("draw", released, None, y, split, view=view, seed=seed, bootstrap=0)
+        figures["best_auc"].append(row.best.auc)
+        lira = row.attack("lira")
+        if lira is not None:
+            figures["lira_auc"].append(lira.auc)
+            if lira.tpr.get(0.01) is not None:
+                figures["lira_tpr@0.01"].append(lira.tpr[0.01])
+    return {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "draws": len(v)}
+            for k, v in figures.items() if v}

@@ -89,8 +89,9 @@ class DefensePipeline:
         return run
 
     @torch.no_grad()
-    def run(self, classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
-        """Defended (B, K) float32 probabilities of ``classifier`` on images ``x`` in [0, 1]."""
+    def release(self, classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
+        """Defended (B, K) probabilities of ``classifier`` on images ``x`` in [0, 1], in float64, rows summing
+        to 1 (what an evaluation should score: no float32 rounding between the defense and the attack)."""
         x = as_image_batch(x)
         hook = self.plugin_manager.hook if self.plugin_manager is not None else None
         if hook is not None:
@@ -98,7 +99,12 @@ class DefensePipeline:
         probs = self._upstream(classifier, len(self.post))(x)
         if hook is not None:
             probs = fold_hook(hook.diffence_post_inference, "probs", probs, x=x)
-        return torch.as_tensor(probs).float()
+        probs = torch.as_tensor(probs).double()
+        return probs / probs.sum(dim=-1, keepdim=True)
+
+    def run(self, classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
+        """Defended (B, K) float32 probabilities of ``classifier`` on images ``x`` in [0, 1]."""
+        return self.release(classifier, x).float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.classifier is None:

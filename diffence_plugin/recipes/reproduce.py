@@ -24,7 +24,9 @@ from ..data import build_model, load_dataset, paper_split
 from ..diffusion import train_diffusion
 from ..evaluation.metrics import accuracy
 from ..evaluation.protocol import MembershipSplit
-from ..evaluation.runner import attack_rows, diffence_scenarios, labels_kept, undefended_releases
+from ..evaluation.report import machine
+from ..evaluation.runner import (compare_to, diffence_scenarios, evaluate_defense, labels_kept,
+                                 undefended_releases)
 from ..plugins import DefensePipeline
 from ..reconstruct import cifar_unet_config
 
@@ -88,6 +90,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
               log=print) -> dict:
     """Run the experiment; write ``results.json``; return the results (timings included)."""
     from ..adapters import art_attacks
+    from ..adapters.art import DefendedClassifier
 
     s = settings
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -103,7 +106,8 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     a, b, c = s.calibration, s.calibration + s.attacker, need
     split = MembershipSplit(members=split0.members, defender_members=members[:a], defender_nonmembers=reference[:a],
                             attacker_members=members[a:b], attacker_nonmembers=reference[a:b],
-                            eval_members=members[b:c], eval_nonmembers=reference[b:c])
+                            eval_members=members[b:c], eval_nonmembers=reference[b:c],
+                            attacker_pool=reference[c:])
     timings["load_data_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -137,18 +141,24 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     test_probs = probabilities(model, torch.from_numpy(data.x_test)).cpu()
     order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
     kept = labels_kept(order)
-    pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]]) for k in "123"}
     target = art_attacks.probability_classifier(model, (3, 32, 32), data.nb_classes)
-    rows = attack_rows(order, kept, data.x_train, data.y_train, split, target, pipelines, s.attacks, s.seed, log)
+    rows = []
+    for name, probs in order.items():
+        defended = name != "undefended"
+        estimator = DefendedClassifier(target, DefensePipeline(pre=[defenses[name[-1]]])) if defended else target
+        art = dict(estimator=estimator, target=target, model=model, attacks=s.attacks, defended=defended)
+        row = evaluate_defense(name, probs, data.x_train, data.y_train, split, art=art, kept=kept[name], seed=s.seed)
+        if rows:
+            row.change = compare_to(row, rows[0], seed=s.seed)
+        rows.append(row)
+        log(f"      {name}: {row.best.attack} AUC {row.best.auc:.3f}")
     timings["attacks_s"] = time.perf_counter() - clock
 
     results = {
         "settings": asdict(s), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
         "test_accuracy_undefended": accuracy(test_probs.numpy(), data.y_test),
-        "rows": [dict(defense=r.defense, test_accuracy=r.test_accuracy, train_accuracy=r.train_accuracy,
-                      labels_kept=r.labels_kept, best=r.best.to_dict(), attacks=[a.to_dict() for a in r.attacks])
-                 for r in rows],
-        "timings": timings, "total_s": sum(timings.values()), "torch": torch.__version__,
+        "rows": [r.to_dict() for r in rows],
+        "timings": timings, "total_s": sum(timings.values()), "machine": machine(),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

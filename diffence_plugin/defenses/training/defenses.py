@@ -7,13 +7,13 @@ progress).
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...data.models import reinitialised
 from .common import cross_entropy_loss, run_epochs
 
 
@@ -109,7 +109,7 @@ class HAMP:
 class SELENA:
     """SELENA (Tang et al., USENIX Security 2022): Split-AI then self-distillation.
 
-    Split-AI trains ``k`` sub-models; every training sample is left out of ``l`` of them (chosen at random),
+    Split-AI trains ``k`` sub-models, each from its own initialisation; every training sample is left out of ``l`` of them (chosen at random),
     and its soft label is the average prediction of those ``l`` sub-models that never saw it. The released
     model is a fresh copy of the architecture distilled on these soft labels.
     """
@@ -123,9 +123,10 @@ class SELENA:
         gen = loop["generator"]
         excluded = torch.stack([torch.randperm(self.k, generator=gen)[: self.l] for _ in range(len(x))])
         soft = torch.zeros(len(x), nb_classes)
+        seeds = torch.randint(0, 2**62, (self.k,), generator=gen).tolist()
         for j in range(self.k):
             left_out = (excluded == j).any(dim=1)
-            sub = run_epochs(copy.deepcopy(model), x[~left_out], y[~left_out], cross_entropy_loss,
+            sub = run_epochs(reinitialised(model, seeds[j]), x[~left_out], y[~left_out], cross_entropy_loss,
                              desc=f"selena {j + 1}/{self.k}", **loop)
             with torch.no_grad():
                 soft[left_out] += F.softmax(sub(x[left_out]), dim=-1) / self.l

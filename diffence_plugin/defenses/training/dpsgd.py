@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Callable
 
@@ -38,6 +39,7 @@ class DPSGD:
         errors = ModuleValidator.validate(model, strict=False)
         if errors:
             raise ValueError(f"model is not opacus-compatible ({errors[0]}); build it with opacus_compatible=True")
+        template = copy.deepcopy(model)  # before opacus attaches its hooks to the module it wraps
         delta = self.delta if self.delta is not None else 1.0 / (2 * len(x))
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
                                              generator=generator)
@@ -57,15 +59,9 @@ class DPSGD:
                     opt.zero_grad(set_to_none=True)
                     nn.functional.cross_entropy(private(xb), yb).backward()
                     opt.step()
-        plain = to_plain_model(private, lambda: _fresh_like(model))
+        plain = to_plain_model(private, lambda: copy.deepcopy(template))
         return plain, {"epsilon": float(engine.get_epsilon(delta)), "delta": float(delta),
                        "noise_multiplier": float(opt.noise_multiplier)}
-
-
-def _fresh_like(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model._module if hasattr(model, "_module") else model)
 
 
 def to_plain_model(source, factory: Callable[[], nn.Module]) -> nn.Module:

@@ -1,0 +1,121 @@
+"""``diffence evaluate``: config validation with named errors, and a tiny end-to-end audit that reruns exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffence_plugin.cli import main
+from diffence_plugin.evaluation.audit import ConfigError, read_config_file, resolve, run_audit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A digits target and a DDPM, trained by the CLI at tiny sizes (the example config's files)."""
+    runs = tmp_path_factory.mktemp("audit") / "runs"
+    assert main(["train-target", "--epochs", "15", "--out", str(runs / "target"), "--no-progress"]) == 0
+    assert main(["train-diffusion", "--steps", "30", "--batch-size", "32", "--max-timestep", "20",
+                 "--out", str(runs / "ddpm"), "--no-progress"]) == 0
+    return runs
+
+
+def _config(runs: Path, **changes) -> dict:
+    """The shipped example config, shrunk to test size, with its paths pointed at ``runs``."""
+    raw = read_config_file(ROOT / "examples" / "audit-digits.toml")
+    raw["target"]["weights"] = str(runs / "target" / "model.safetensors")
+    for d in raw["defenses"]:
+        if "path" in d.get("options", {}):
+            d["options"].update(path=str(runs / "ddpm"), n=3, t=20, k=10)
+    raw["roles"] = {"defender": 30, "attacker": 30, "evaluation": 40, "population": 40, "seed": 0}
+    raw["attacks"].update(references=2, attacker_ddpm_steps=20, selection_draws=2, art=["bb_rf"],
+                          reference_recipe={"model": "digits_mlp", "epochs": 5, "batch_size": 64})
+    raw["run"].update(out=str(runs / "audit"), bootstrap=100, progress=False)
+    for section, values in changes.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def test_example_config_is_valid_as_shipped():
+    raw = read_config_file(ROOT / "examples" / "audit-digits.toml")
+    with pytest.raises(ConfigError, match=r"\[target\].weights: file .* does not exist"):
+        resolve(raw, ROOT / "examples")  # its weights come from train-target; everything else parses
+
+
+def test_tiny_audit_runs_and_reruns_from_its_own_record(trained):
+    cfg = resolve(_config(trained), trained)
+    first = run_audit(cfg, log=lambda *a: None)
+    rows = first.results["rows"]
+    assert [r["defense"] for r in rows] == ["undefended", "diffence_s1", "diffence_s3", "memguard"]
+    assert len({r["test_accuracy"] for r in rows}) == 1 and all(r["labels_kept"] == 1.0 for r in rows)
+    assert rows[1]["reference_aware"] is True and rows[3]["reference_aware"] is False
+    names = {a["attack"] for a in rows[0]["attacks"]}
+    assert {"loss", "lira_online_global", "rmia_online", "rmia_offline", "bb_rf"} <= names
+    assert rows[1]["spread"]["best_auc"]["draws"] == 2
+    record = json.loads((first.out / "config.json").read_text())
+    assert (first.out / "report.html").is_file()
+    record["run"]["out"] = str(trained / "audit-again")
+    again = run_audit(resolve(record, trained), log=lambda *a: None)
+    for a, b in zip(rows, again.results["rows"]):
+        assert a["best"]["auc"] == b["best"]["auc"] and a["attacks"] == b["attacks"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"target": {"colour": "red"}}, r"unknown key\(s\) \['colour'\] in \[target\]"),
+    ({"target": {"weights": "missing.safetensors"}}, r"\[target\].weights: file .* does not exist"),
+    ({"target": {"nb_classes": "ten"}}, r"\[target\].nb_classes must be int"),
+    ({"target": {"nb_classes": 5}}, r"nb_classes = 5 but the labels reach 9"),
+    ({"target": {"model": "digits_cnn"}}, r"\[target\].weights do not fit \[target\].model 'digits_cnn'"),
+    ({"target": {"model": "nowhere.module:make"}}, r"\[target\].model: cannot import"),
+    ({"data": {"dataset": "imagenet"}}, r"\[data\].dataset must be one of"),
+    ({"members": {"count": 5000}}, r"\[members\].count must lie in"),
+    ({"roles": {"evaluation": 400}}, r"\[roles\]: the member roles need"),
+    ({"attacks": {"references": 3}}, r"\[attacks\].references must be 0 or an even number"),
+    ({"attacks": {"art": ["bb_magic"]}}, r"\[attacks\].art: unknown attack 'bb_magic'"),
+    ({"colour": {}}, r"unknown config section"),
+])
+def test_bad_fields_are_named(trained, change, message):
+    raw = _config(trained, **{k: v for k, v in change.items() if k != "colour"})
+    if "colour" in change:
+        raw["colour"] = {}
+    with pytest.raises(ConfigError, match=message):
+        cfg = resolve(raw, trained)
+        from diffence_plugin.evaluation.audit import build_split, build_target, load_data
+
+        x, y = load_data(cfg)
+        build_split(cfg, len(x))
+        build_target(cfg, x, y)
+
+
+def test_data_files_are_checked(trained, tmp_path):
+    from diffence_plugin.evaluation.audit import build_split, load_data
+
+    np.savez(tmp_path / "no_y.npz", x=np.zeros((4, 1, 8, 8), dtype=np.float32))
+    raw = _config(trained)
+    raw["data"] = {"npz": str(tmp_path / "no_y.npz")}
+    with pytest.raises(ConfigError, match=r"lacks array\(s\) \['y'\]"):
+        load_data(resolve(raw, trained))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    raw = _config(trained)
+    raw["members"] = {"indices": str(tmp_path / "objects.npy")}
+    cfg = resolve(raw, trained)
+    with pytest.raises(ConfigError, match="pickled objects"):
+        build_split(cfg, 1797)
+    np.save(tmp_path / "outside.npy", np.array([0, 5000]))
+    cfg["members"]["indices"] = str(tmp_path / "outside.npy")
+    with pytest.raises(ConfigError, match="reach 5000 but the data has 1797"):
+        build_split(cfg, 1797)
+
+
+def test_cli_evaluate_refuses_a_bad_config_with_exit_code_2(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[target]\nmodel = "digits_mlp"\nweights = "nope.safetensors"\n[data]\ndataset = "digits"\n'
+                   '[members]\ncount = 300\n')
+    assert main(["evaluate", str(bad)]) == 2
+    assert "[target].weights" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "audit", ignore_errors=True)
