@@ -170,3 +170,15 @@ def test_report_html_numbers_equal_results_json(demo_results):
         assert cells[7].split(" ")[0] == ("n/a" if tpr is None else f"{100 * tpr:.1f}%")
     scores = results["rows"][0]["attacks"][0]
     assert len(scores["member_scores"]) == scores["members"]  # per-record scores, to redraw any curve
+
+
+def test_ctrl_c_prints_one_line_keeps_the_folder_and_exits_1(tmp_path, capsys, monkeypatch):
+    import diffence_plugin.recipes.demo as demo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0] and (tmp_path / "out").is_dir()

@@ -165,3 +165,27 @@ def test_in_masks_are_balanced_and_seeds_depend_on_index_only():
     np.testing.assert_array_equal(mask, in_masks(8, 100, seed=3))
     assert not np.array_equal(mask, in_masks(8, 100, seed=4))
     assert reference_seed(0, 5) == reference_seed(0, 5) != reference_seed(0, 6)
+
+
+def test_reference_models_are_cached_and_a_damaged_entry_is_retrained(tmp_path, digits):
+    import torch
+
+    from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+
+    x, y = digits
+    base = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=1, batch_size=64)
+    calls = []
+    recipe = ReferenceRecipe(train=lambda a, b, s: calls.append(s) or base.train(a, b, s), key=base.key,
+                             build=base.build)
+    first = train_references(recipe, x[:100], y[:100], 2, seed=0, cache=tmp_path, progress=False)
+    again = train_references(recipe, x[:100], y[:100], 2, seed=0, cache=tmp_path, progress=False)
+    assert len(calls) == 2  # the second run trained nothing
+    for a, b in zip(first.models, again.models):
+        for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+            assert torch.equal(pa, pb)
+    np.testing.assert_array_equal(first.in_mask, again.in_mask)
+    next(tmp_path.glob("*.safetensors")).write_bytes(b"torn")
+    train_references(recipe, x[:100], y[:100], 2, seed=0, cache=tmp_path, progress=False)
+    assert len(calls) == 3  # only the damaged one was trained again
+    train_references(recipe, x[:100], y[:100], 2, seed=1, cache=tmp_path, progress=False)
+    assert len(calls) == 5  # another seed is another key

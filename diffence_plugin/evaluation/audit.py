@@ -403,19 +403,23 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=run["seed"] + 1,
                                 cache=out / "reference-cache", progress=progress)
         views["undefended"] = plain = undefended_view(refs, x, universe)
-        images = None
+        attacker_ddpms: dict = {}  # the attacker's own DDPM and reconstructions, per (UNet, n, t, k)
         for label, (defense, _) in diffences.items():
             if not attacks["aware"]:
                 break
-            if images is None:
+            cfg_d = defense.config
+            unet = {k: v for k, v in defense.reconstructor.unet.config.items() if not k.startswith("_")}
+            key = json.dumps([unet, cfg_d.n, cfg_d.t, cfg_d.k], sort_keys=True, default=str)
+            if key not in attacker_ddpms:
                 log(f"the attacker's own DDPM ({attacks['attacker_ddpm_steps']} steps on its pool of "
-                    f"{len(split.attacker_pool)} records) and reconstructions")
-                ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), steps=attacks["attacker_ddpm_steps"],
-                                       max_timestep=defense.config.t, seed=run["seed"] + 1, progress=progress)
-                mine = Diffence(ddpm, **{**defense.config.to_dict(), "seed": run["seed"] + 1}, progress=progress)
-                images = mine.reconstructions(torch.from_numpy(x[universe]))
-            views[label] = diffence_view(refs, mine.with_config(**defense.config.to_dict() | {"seed": mine.config.seed}),
-                                         x, universe, images, split)
+                    f"{len(split.attacker_pool)} records, the defender's UNet architecture) and reconstructions")
+                ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet,
+                                       steps=attacks["attacker_ddpm_steps"], max_timestep=cfg_d.t,
+                                       seed=run["seed"] + 1, progress=progress)
+                mine = Diffence(ddpm, **{**cfg_d.to_dict(), "seed": run["seed"] + 1}, progress=progress)
+                attacker_ddpms[key] = (mine, mine.reconstructions(torch.from_numpy(x[universe])))
+            mine, images = attacker_ddpms[key]
+            views[label] = diffence_view(refs, mine.with_config(scenario=cfg_d.scenario), x, universe, images, split)
         for label in pipelines:
             views.setdefault(label, plain)
 

@@ -59,10 +59,15 @@ def membership_split(total: int, members: int, defender: int, attacker: int, eva
     if defender + attacker + evaluation > members:
         raise ValueError(f"the member roles need {defender + attacker + evaluation} members, only {members} exist")
     order = np.random.default_rng(seed).permutation(total)
-    mem, non = order[:members], order[members:]
+    return _assign(order[:members], order[:members], order[members:], defender, attacker, evaluation, population)
+
+
+def _assign(members: np.ndarray, mem: np.ndarray, non: np.ndarray, defender: int, attacker: int, evaluation: int,
+            population: int) -> MembershipSplit:
+    """Roles in order from shuffled members ``mem`` and non-members ``non``; the rest of ``non`` is the pool."""
     a, b = defender, defender + attacker
     c = b + evaluation
-    return MembershipSplit(members=mem, defender_members=mem[:a], defender_nonmembers=non[:a],
+    return MembershipSplit(members=members, defender_members=mem[:a], defender_nonmembers=non[:a],
                            attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
                            eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c : c + population],
                            attacker_pool=non[c + population :])
@@ -80,10 +85,5 @@ def roles_from_members(members: np.ndarray, total: int, defender: int, attacker:
     if need_n > len(nonmembers):
         raise ValueError(f"the non-member roles need {need_n} non-members, only {len(nonmembers)} exist")
     rng = np.random.default_rng(seed)
-    mem, non = rng.permutation(members), rng.permutation(nonmembers)
-    a, b = defender, defender + attacker
-    c = b + evaluation
-    return MembershipSplit(members=members, defender_members=mem[:a], defender_nonmembers=non[:a],
-                           attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
-                           eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c : c + population],
-                           attacker_pool=non[c + population :])
+    return _assign(members, rng.permutation(members), rng.permutation(nonmembers), defender, attacker, evaluation,
+                   population)

@@ -154,11 +154,12 @@ def plot_roc(results: dict, path: Path) -> Path:
 
 
 def plot_phi_histograms(released: dict, path: Path, intervals: dict | None = None) -> Path:
-    """phi of evaluation members vs non-members per defense (the paper's Figures 3-4), on shared axes, with
-    each calibrated selection interval marked."""
+    """phi of evaluation members vs non-members per defense (the paper's Figures 3-4), on one shared phi axis
+    and bins, with each calibrated selection interval marked. Densities keep their own scale per panel:
+    MemGuard's spike would flatten every other panel."""
     cols = min(3, len(released))
     rows = -(-len(released) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False, sharex=True)
     roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
     scores = {name: {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
                      for role, _ in roles} for name, probs in released.items()}
@@ -175,7 +176,7 @@ def plot_phi_histograms(released: dict, path: Path, intervals: dict | None = Non
             ax.axvspan(*interval, color="tab:green", alpha=0.12, label="selection interval")
         ax.set_title(name)
         ax.set_xlabel("phi = log(p_max / (1 - p_max))")
-    for ax in axes[:, 0]:
+    for ax in axes.flat:
         ax.set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
@@ -197,7 +198,14 @@ def _html_table(markdown: str) -> str:
 
 
 def _settings_table(settings: dict) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
+    def show(value) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return ", ".join(map(str, value))
+        return str(value)
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(show(v))}</td></tr>"
+                   for k, v in settings.items())
     return f"<table class='settings'>{rows}</table>"
 
 
