@@ -120,7 +120,7 @@ def _load_images(path: str):
 
 
 def _train_diffusion(args: argparse.Namespace) -> int:
-    _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width)
     if args.images and not Path(args.images).is_file():
         raise UsageError(f"images file {args.images!r} does not exist")
     out = _out_folder(args.out, args.overwrite)
@@ -130,14 +130,18 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     from .data import digits_images
     from .diffusion import train_diffusion
     from .evaluation.protocol import membership_split
-    from .reconstruct import cifar_unet_config
+    from .reconstruct import cifar_unet_config, tiny_unet_config
 
     if args.images:
         images = _load_images(args.images)
     else:
         x, _ = digits_images()
         images = x[membership_split(len(x), 300, 75, 75, 150, seed=args.seed).members]  # train-target's members
-    unet_config = cifar_unet_config() if args.unet == "cifar" else None
+    if args.unet == "cifar":
+        unet_config = cifar_unet_config()
+    else:
+        shape = np.asarray(images).shape
+        unet_config = tiny_unet_config(shape[-1], shape[1], width=args.width) if len(shape) == 4 else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     reconstructor = train_diffusion(torch.from_numpy(np.asarray(images)), unet_config=unet_config,
                                     steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -299,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "that train-target uses (same seed)")
     train.add_argument("--out", required=True, help="folder to save the model (save_pretrained layout)")
     train.add_argument("--unet", choices=("tiny", "cifar"), default="tiny")
+    train.add_argument("--width", type=int, default=32, help="channels of the tiny UNet (16 suffices for 8x8 digits)")
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=2e-4)

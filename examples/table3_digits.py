@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from diffence_plugin import Diffence, train_diffusion, tiny_unet_config
+from diffence_plugin import DefensePipeline, Diffence, train_diffusion, tiny_unet_config
 from diffence_plugin.adapters import art_attacks
+from diffence_plugin.adapters.art import DefendedClassifier
 from diffence_plugin.data import digits_images
 from diffence_plugin.defenses.hamp_output import HAMPOutput
 from diffence_plugin.evaluation import ReferenceRecipe, membership_split, train_references
@@ -66,8 +67,12 @@ def main() -> None:
     table = []
     for name, options, overrides in DEFENSES:
         train = dict(epochs=s.target_epochs, lr=1e-3, batch_size=64) | overrides
-        recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, defense=name, options=options, **train)
+        own = split.attacker_pool[:75]  # the attacker's own non-members, for AdvReg's references
+        recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, defense=name, options=options,
+                                               reference=(x[own], y[own]), **train)
         target = train_target(x[split.members], y[split.members], defense=name, seed=s.seed, progress=False,
+                              test=(x[split.eval_nonmembers], y[split.eval_nonmembers]),
+                              reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]),
                               options=options, **train)
         model = target.model
         refs = train_references(recipe, x[universe], y[universe], args.references, seed=s.seed + 1, progress=False)
@@ -87,11 +92,22 @@ def main() -> None:
             hamp.bind(model)
             released = {k: {r: hamp(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(v[r])).numpy()
                             for r in roles} for k, v in released.items()}
+            for view in views.values():  # the attacker applies its own output modification to its references
+                for i, ref in enumerate(refs.models):
+                    own_hamp = HAMPOutput(seed=s.seed + 1)
+                    own_hamp.bind(ref)
+                    view.probs[i] = own_hamp(torch.from_numpy(x[universe]), torch.from_numpy(view.probs[i])).numpy()
         kept = labels_kept(released)
         art_target = art_attacks.probability_classifier(model, (1, 8, 8), 10)
+        post = [hamp] if name == "hamp" else []
+        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post) for k in "123"}
+        if post:
+            pipelines["undefended"] = DefensePipeline(post=post)
         rows = []
         for key, probs in released.items():
-            art = dict(estimator=art_target, target=art_target, model=model, attacks=ATTACKS, defended=False)
+            # ART's loss attacks query the estimator for losses: it must answer through the same defense
+            estimator = DefendedClassifier(art_target, pipelines[key]) if key in pipelines else art_target
+            art = dict(estimator=estimator, target=art_target, model=model, attacks=ATTACKS, defended=key in pipelines)
             row = evaluate_defense(key, probs, x, y, split, view=views[key], art=art, kept=kept[key], seed=s.seed)
             if rows:
                 row.change = compare_to(row, rows[0], seed=s.seed)

@@ -373,7 +373,7 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     log(f"target {cfg['target']['model']} on {len(split.members)} members; roles {[len(getattr(split, r)) for r in roles]}")
 
     released = {"undefended": undefended_releases(model, x, split)}
-    pipelines, diffences = {}, {}
+    pipelines, diffences, reconstructed = {}, {}, {}
     for d in cfg["defenses"]:
         try:
             pipeline = DefensePipeline.from_names(d["name"], classifier=model, options={d["name"]: d["options"]})
@@ -384,7 +384,11 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
         only = pipeline.pre[0] if len(pipeline.pre) == 1 and not pipeline.post else None
         if only is not None and hasattr(only, "candidates"):
             only.progress = progress
-            cands = {r: only.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
+            c = only.config
+            key = (only.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic)  # same DDPM and draws: reuse
+            if key not in reconstructed:
+                reconstructed[key] = {r: only.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
+            cands = reconstructed[key]
             diffences[d["label"]] = (only, cands)
             released[d["label"]] = release_all(only, cands)
         else:

@@ -43,9 +43,12 @@ class ReferenceRecipe:
 
     @classmethod
     def from_training(cls, model: str, nb_classes: int, channels: int, *, defense: str = "none",
-                      epochs: int = 100, batch_size: int = 64, lr: float = 1e-3,
-                      options: dict | None = None) -> "ReferenceRecipe":
-        """References trained like the target: ``train_target`` with a zoo model and a training-time defense."""
+                      epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, options: dict | None = None,
+                      reference: tuple[np.ndarray, np.ndarray] | None = None) -> "ReferenceRecipe":
+        """References trained like the target: ``train_target`` with a zoo model and a training-time defense.
+
+        ``reference`` is the attacker's own (x, y) non-member data for defenses that need some (AdvReg).
+        """
         from ..data.models import build_model
         from ..defenses.training import train_target
 
@@ -53,11 +56,13 @@ class ReferenceRecipe:
 
         def train(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
             return train_target(x, y, defense=defense, model=model, nb_classes=nb_classes, epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed, progress=False, options=opts).model
+                                batch_size=batch_size, lr=lr, seed=seed, progress=False, options=opts,
+                                reference=reference).model
 
         opacus = defense == "dpsgd"
         key = {"model": model, "nb_classes": nb_classes, "channels": channels, "defense": defense, "epochs": epochs,
-               "batch_size": batch_size, "lr": lr, "options": opts}
+               "batch_size": batch_size, "lr": lr, "options": opts,
+               "reference": None if reference is None else _digest(*reference)}
         return cls(train=train, key=key, build=lambda: build_model(model, nb_classes, channels, opacus))
 
 
