@@ -89,7 +89,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.executor != "local":
         raise UsageError(f"--executor {args.executor!r} is not available; only 'local' is")
     _out_folder(str(out), cfg["run"]["overwrite"])
-    cfg["run"]["overwrite"] = True  # checked just now; the folder exists from here on
     run = run_audit(cfg)
     print()
     print(format_table(run.results))

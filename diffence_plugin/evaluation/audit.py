@@ -366,7 +366,9 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     split = build_split(cfg, len(x))
     model, nb_classes = build_target(cfg, x, y)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    record = copy.deepcopy(cfg)
+    record["run"]["overwrite"] = False  # a rerun from the record never replaces a folder silently
+    (out / "config.json").write_text(json.dumps(record, indent=2))
     torch.manual_seed(run["seed"])
     progress = run["progress"]
     roles = roles_of(split)
