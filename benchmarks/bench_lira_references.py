@@ -11,7 +11,7 @@ import time
 
 
 from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation import ReferenceRecipe, membership_split, train_references
+from diffence_plugin.evaluation import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.runner import attacker_universe, reference_attacks, undefended_releases, undefended_view
 from diffence_plugin.recipes.demo import DemoSettings
 
@@ -23,8 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     s = DemoSettings(seed=args.seed)
     x, y = digits_images()
-    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed,
-                             population=s.population)
+    split = s.split(len(x))
     recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=s.target_epochs, batch_size=64)
     model = recipe.train(x[split.members], y[split.members], s.seed)
     released = undefended_releases(model, x, split)

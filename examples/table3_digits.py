@@ -21,7 +21,7 @@ from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DefendedClassifier
 from diffence_plugin.data import digits_images
 from diffence_plugin.defenses.hamp_output import HAMPOutput
-from diffence_plugin.evaluation import ReferenceRecipe, membership_split, train_references
+from diffence_plugin.evaluation import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_view, evaluate_defense,
                                                labels_kept, release_all, roles_of, undefended_view)
 from diffence_plugin.defenses.training import train_target
@@ -51,8 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     s = DemoSettings(seed=args.seed)
     x, y = digits_images()
-    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed,
-                             population=s.population)
+    split = s.split(len(x))
     roles = roles_of(split)
     unet = tiny_unet_config(8, 1, width=s.ddpm_width)
     ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=s.ddpm_steps,

@@ -127,10 +127,13 @@ class AttackerView:
     universe: np.ndarray  # (U,) dataset indices
     aware: bool  # whether the references answer through the same kind of defense as the target
 
+    def __post_init__(self) -> None:
+        self._lookup = {int(i): p for p, i in enumerate(self.universe)}
+
     def positions(self, indices: np.ndarray) -> np.ndarray:
-        lookup = {int(i): p for p, i in enumerate(self.universe)}
+        """Positions in the universe of the dataset ``indices``."""
         try:
-            return np.array([lookup[int(i)] for i in indices], dtype=np.int64)
+            return np.array([self._lookup[int(i)] for i in indices], dtype=np.int64)
         except KeyError as exc:
             raise ValueError(f"record {exc} is not in the attacker's universe") from exc
 

@@ -19,7 +19,7 @@ from ..data import digits_images
 from ..defense import Diffence
 from ..defenses import MemGuard
 from ..diffusion import train_diffusion
-from ..evaluation.protocol import membership_split
+from ..evaluation.protocol import MembershipSplit, membership_split
 from ..evaluation.references import ReferenceRecipe, train_references
 from ..evaluation.report import machine, write_report
 from ..evaluation.runner import (attacker_universe, compare_to, diffence_scenarios, diffence_view, evaluate_defense,
@@ -51,6 +51,11 @@ class DemoSettings:
     memguard: bool = True  # rows for MemGuard alone and Diffence (scenario 1) + MemGuard
     bootstrap: int = 1000
 
+    def split(self, total: int) -> MembershipSplit:
+        """The demo's roles over ``total`` records (population records only when there are references)."""
+        return membership_split(total, self.members, self.defender, self.attacker, self.evaluation, seed=self.seed,
+                                population=self.population if self.references else 0)
+
 
 def _phase(log, timings: dict, name: str, message: str):
     """Log a phase and time it; returns the closer that records its duration."""
@@ -72,8 +77,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     s, timings = settings, {}
     torch.manual_seed(s.seed)
     x, y = digits_images()
-    split = membership_split(len(x), s.members, s.defender, s.attacker, s.evaluation, seed=s.seed,
-                             population=s.population if s.references else 0)
+    split = s.split(len(x))
     nb_classes = 10
     recipe = ReferenceRecipe.from_training("digits_mlp", nb_classes, 1, epochs=s.target_epochs, batch_size=64)
 
