@@ -7,6 +7,7 @@ input serves several attacks; loss features then come from ``compute_loss_from_p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,21 +146,36 @@ def decision_boundary(estimator, known: tuple[AttackData, AttackData], evaluatio
     return membership_metrics("decision_boundary", ms, ns, 0.5, seed=seed)
 
 
+ShadowAnswer = Callable[[nn.Module, np.ndarray, np.ndarray], np.ndarray]
+
+
 def shadow_models(estimator, template: PyTorchClassifier, shadow_data: AttackData,
-                  select: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData],
-                  num_shadow_models: int = 2, nb_epochs: int = 30, seed: int = 0) -> AttackResult:
+                  select: tuple[AttackData, AttackData], evaluation: tuple[AttackData, AttackData], *,
+                  answer: ShadowAnswer | None = None, num_shadow_models: int = 2, disjoint_datasets: bool = False,
+                  nb_epochs: int = 30, seed: int = 0) -> AttackResult:
     """Shokri et al.'s shadow models (ART ``ShadowModels``) feeding a black-box attack on ``estimator``.
 
-    ``template`` should have the target's architecture (see ``diffence_plugin.data.models.reinitialised``). The shadows answer undefended:
-    this attack is defense-unaware.
+    ``template`` should have the target's architecture (see ``diffence_plugin.data.models.reinitialised``).
+    Each shadow trains on a random half of ``shadow_data`` (all of it split in disjoint parts with
+    ``disjoint_datasets``). By default the shadows answer with their plain predictions: a defense-unaware
+    attacker. ``answer(module, queries, trained_on)`` makes them answer through the attacker's own copy of the
+    defense instead: it gets the shadow's torch module (probabilities out), the queries, and the records that
+    shadow trained on (for a defense that calibrates on known members), and returns probabilities.
     """
     torch.manual_seed(seed)
-    shadows = ShadowModels(template, num_shadow_models=num_shadow_models, disjoint_datasets=True, random_state=seed)
+    shadows = ShadowModels(template, num_shadow_models=num_shadow_models, disjoint_datasets=disjoint_datasets,
+                           random_state=seed)
     for model in shadows.get_shadow_models():  # ShadowModels calls fit(x, y) with ART's 10 epochs: pin ours
+        trained: list[np.ndarray] = []
         fit = model.fit
-        model.fit = lambda x, y, _fit=fit, **kw: _fit(x, y, nb_epochs=nb_epochs, batch_size=64, **kw)
+
+        def pinned_fit(x, y, _fit=fit, _trained=trained, **kw):
+            _trained.append(x)
+            return _fit(x, y, nb_epochs=nb_epochs, batch_size=64, **kw)
+        model.fit = pinned_fit
+        if answer is not None:
+            model.predict = lambda x, _m=model, _trained=trained, **kw: answer(_m.model.eval(), x, _trained[-1])
     (mx, my, mp), (nx, ny, npred) = shadows.generate_shadow_dataset(shadow_data.x, shadow_data.y)
     attack = MembershipInferenceBlackBox(estimator, input_type="prediction", attack_model_type="rf")
     attack.fit(mx, my, nx, ny, pred=mp, test_pred=npred)
     return _score(attack, "prediction", "shadow_models", select, evaluation, seed)
-

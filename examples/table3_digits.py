@@ -23,7 +23,8 @@ from diffence_plugin.data import digits_images
 from diffence_plugin.defenses.hamp_output import HAMPOutput
 from diffence_plugin.evaluation import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_view, evaluate_defense,
-                                               labels_kept, release_all, roles_of, undefended_view)
+                                               labels_kept, release_all, roles_of, selection_spread,
+                                               undefended_view)
 from diffence_plugin.defenses.training import train_target
 from diffence_plugin.recipes.demo import DemoSettings
 
@@ -43,11 +44,17 @@ def candidates(defense: Diffence, model, x, split, images: dict) -> dict:
             for r in roles_of(split)}
 
 
+def output_modification(hamp: HAMPOutput, x, split):
+    """``post(role, probs)``: HAMP's test-time output modification of one role's released vectors."""
+    return lambda role, probs: hamp(torch.from_numpy(x[getattr(split, role)]), torch.from_numpy(probs)).numpy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/table3")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--references", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=5, help="fresh selection draws per Diffence column")
     args = parser.parse_args()
     s = DemoSettings(seed=args.seed)
     x, y = digits_images()
@@ -86,11 +93,13 @@ def main() -> None:
         views = {"undefended": undefended_view(refs, x, universe)}
         views |= {f"scenario_{k}": diffence_view(refs, attacker.with_config(scenario=int(k)), x, universe,
                                                  attacker_images, split) for k in "123"}
+        post = None
         if name == "hamp":  # HAMP = its training plus its test-time output modification, in every column
             hamp = HAMPOutput(seed=s.seed)
             hamp.bind(model)
-            released = {k: {r: hamp(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(v[r])).numpy()
-                            for r in roles} for k, v in released.items()}
+
+            post = output_modification(hamp, x, split)
+            released = {k: {r: post(r, v[r]) for r in roles} for k, v in released.items()}
             for view in views.values():  # the attacker applies its own output modification to its references
                 for i, ref in enumerate(refs.models):
                     own_hamp = HAMPOutput(seed=s.seed + 1)
@@ -98,16 +107,19 @@ def main() -> None:
                     view.probs[i] = own_hamp(torch.from_numpy(x[universe]), torch.from_numpy(view.probs[i])).numpy()
         kept = labels_kept(released)
         art_target = art_attacks.probability_classifier(model, (1, 8, 8), 10)
-        post = [hamp] if name == "hamp" else []
-        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post) for k in "123"}
-        if post:
-            pipelines["undefended"] = DefensePipeline(post=post)
+        post_defenses = [hamp] if name == "hamp" else []
+        pipelines = {f"scenario_{k}": DefensePipeline(pre=[defenses[k]], post=post_defenses) for k in "123"}
+        if post_defenses:
+            pipelines["undefended"] = DefensePipeline(post=post_defenses)
         rows = []
         for key, probs in released.items():
             # ART's loss attacks query the estimator for losses: it must answer through the same defense
             estimator = DefendedClassifier(art_target, pipelines[key]) if key in pipelines else art_target
             art = dict(estimator=estimator, target=art_target, model=model, attacks=ATTACKS, defended=key in pipelines)
             row = evaluate_defense(key, probs, x, y, split, view=views[key], art=art, kept=kept[key], seed=s.seed)
+            if key.startswith("scenario_") and args.draws > 1:
+                row.spread = selection_spread(defenses[key[-1]], cands, y, split, views[key], args.draws,
+                                              seed=s.seed, post=post)
             if rows:
                 row.change = compare_to(row, rows[0], seed=s.seed)
             rows.append(row)
@@ -118,8 +130,9 @@ def main() -> None:
     (out / "table3.json").write_text(json.dumps(table, indent=2, default=float))
     base_acc = table[0]["rows"][0]["test_accuracy"]
     print("\n| training defense | test acc (change) | epsilon | chosen attack AUC [95% CI]: no Diffence / S1 / S2 / S3 | "
-          "LiRA AUC: no Diffence / S1 / S2 / S3 | S1 change [95% CI] | accuracy identical |")
-    print("|---|---|---|---|---|---|---|")
+          "LiRA AUC: no Diffence / S1 / S2 / S3 | S1 change [95% CI] | chosen AUC over selection draws: S1 / S2 / S3 "
+          "| accuracy identical |")
+    print("|---|---|---|---|---|---|---|---|")
     for entry in table:
         rows = entry["rows"]
         acc = rows[0]["test_accuracy"]
@@ -131,7 +144,9 @@ def main() -> None:
               + " / ".join(f"{r['best']['auc']:.3f} [{r['best']['ci']['auc'][0]:.3f}, {r['best']['ci']['auc'][1]:.3f}]"
                            for r in rows) + " | "
               + " / ".join(f"{r['lira']['auc']:.3f}" for r in rows)
-              + f" | {change['auc_change']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}]"
+              + f" | {change['auc_change']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}] | "
+              + " / ".join(f"{r['spread']['best_auc']['mean']:.3f} ± {r['spread']['best_auc']['sd']:.3f}"
+                           if r["spread"] else "-" for r in rows[1:])
               + f" | {'yes' if same else 'NO'} |")
 
 

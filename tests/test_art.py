@@ -157,6 +157,45 @@ def test_shadow_models_attack_runs_against_the_wrapper(setup):
     assert 0.0 <= result.auc <= 1.0
 
 
+@pytest.mark.parametrize("scenario", [1, 2, 3])
+def test_shadow_models_answer_through_the_attackers_diffence(setup, scenario):
+    """Defense-aware shadows: every shadow answer is the attacker's Diffence release on that shadow (labels kept,
+    probabilities changed), calibrated on that shadow's own training records for scenarios 1 and 2."""
+    from diffence_plugin.evaluation.runner import ShadowDiffence
+
+    x, y, split, _, defense, target = setup
+    rest = np.setdiff1d(np.arange(len(x)), split.members)[200:240]
+    outside = np.setdiff1d(np.arange(len(x)), split.members)[240:250]
+    attacker = defense.with_config(scenario=scenario, seed=7, output="logits")
+    shadow = ShadowDiffence(attacker, x[rest], attacker.reconstructions(torch.from_numpy(x[rest])), x[outside],
+                            attacker.reconstructions(torch.from_numpy(x[outside])))
+    calls = []
+
+    def answer(module, queries, trained_on):
+        out = shadow(module, queries, trained_on)
+        with torch.no_grad():
+            plain = module(torch.from_numpy(queries)).numpy()
+        calls.append((module, queries, trained_on, out, plain))
+        return out
+
+    template = art_attacks.probability_classifier(DigitsMLP(hidden=64), (1, 8, 8), 10)
+    km, kn, em, en = sets(x, y, split, ["attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers"])
+    result = art_attacks.shadow_models(DiffenceClassifier(target, defense), template,
+                                       art_attacks.AttackData(x[rest], onehot(y[rest])), (km, kn), (em, en),
+                                       answer=answer, num_shadow_models=2, nb_epochs=3)
+    assert 0.0 <= result.auc <= 1.0
+    assert len(calls) == 4 and len({id(c[0]) for c in calls}) == 2  # each shadow: its members, its non-members
+    for module, queries, trained_on, out, plain in calls:
+        np.testing.assert_array_equal(out.argmax(-1), plain.argmax(-1))
+        np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-6)
+        assert not np.allclose(out, plain, atol=1e-4)
+        assert len(trained_on) == 20  # ART trains each shadow on a random half of the records
+    if scenario != 3:
+        assert len(shadow._calibrated) == 2 and all(d.calibration is not None for d in shadow._calibrated.values())
+    with pytest.raises(ValueError, match="not reconstructed"):
+        shadow(calls[0][0], x[outside[:2]], calls[0][2])
+
+
 def test_opacus_trained_model_works_through_the_wrapper(setup):
     """A model trained with opacus DP-SGD, loaded back into a plain module, is defended and attacked via ART."""
     from opacus import PrivacyEngine

@@ -67,6 +67,21 @@ def test_tiny_audit_runs_and_reruns_from_its_own_record(trained):
         assert a["best"]["auc"] == b["best"]["auc"] and a["attacks"] == b["attacks"]
 
 
+def test_audit_with_flipped_queries_and_defense_aware_shadows(trained):
+    """``augment``: LiRA also scores flipped queries (four more variants); ART's shadows answer through the
+    attacker's Diffence on Diffence rows."""
+    raw = _config(trained, attacks={"augment": True, "art": ["shadow_models"], "selection_draws": 0},
+                  run={"out": str(trained / "audit-flip")})
+    raw["defenses"] = raw["defenses"][1:2]
+    run = run_audit(resolve(raw, trained), log=lambda *a: None)
+    for row in run.results["rows"]:
+        names = [a["attack"] for a in row["attacks"]]
+        assert {"lira_online_global_flip", "lira_offline_per_example_flip", "shadow_models"} <= set(names)
+        flip, plain = (next(a for a in row["attacks"] if a["attack"] == n)
+                       for n in ("lira_online_global_flip", "lira_online_global"))
+        assert flip["member_scores"] != plain["member_scores"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"target": {"colour": "red"}}, r"unknown key\(s\) \['colour'\] in \[target\]"),
     ({"target": {"weights": "missing.safetensors"}}, r"\[target\].weights: file .* does not exist"),
@@ -79,6 +94,7 @@ def test_tiny_audit_runs_and_reruns_from_its_own_record(trained):
     ({"roles": {"evaluation": 400}}, r"\[roles\]: the member roles need"),
     ({"attacks": {"references": 3}}, r"\[attacks\].references must be 0 or an even number"),
     ({"attacks": {"art": ["bb_magic"]}}, r"\[attacks\].art: unknown attack 'bb_magic'"),
+    ({"attacks": {"augment": True, "references": 0}}, r"\[attacks\].augment adds flipped queries"),
     ({"colour": {}}, r"unknown config section"),
 ])
 def test_bad_fields_are_named(trained, change, message):

@@ -46,7 +46,7 @@ SECTIONS = {
     "members": {"indices": str, "count": int, "seed": int},
     "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "seed": int},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
-                "attacker_ddpm_steps": int, "selection_draws": int},
+                "augment": bool, "attacker_ddpm_steps": int, "selection_draws": int},
     "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool},
 }
 DEFAULTS = {
@@ -55,7 +55,7 @@ DEFAULTS = {
     "members": {},
     "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "seed": 0},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
-                "aware": True, "attacker_ddpm_steps": 400, "selection_draws": 10},
+                "aware": True, "augment": False, "attacker_ddpm_steps": 400, "selection_draws": 10},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True},
 }
 RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "options": dict,
@@ -185,6 +185,8 @@ def _check_semantics(cfg: dict) -> None:
     attacks = cfg["attacks"]
     if attacks["references"] and (attacks["references"] < 2 or attacks["references"] % 2):
         raise ConfigError(f"[attacks].references must be 0 or an even number >= 2, got {attacks['references']}")
+    if attacks["augment"] and not attacks["references"]:
+        raise ConfigError("[attacks].augment adds flipped queries to LiRA, which needs references > 0")
     bad = sorted(set(attacks["reference_recipe"]) - set(RECIPE_KEYS))
     if bad:
         raise ConfigError(f"unknown key(s) {bad} in [attacks].reference_recipe; valid: {sorted(RECIPE_KEYS)}")
@@ -353,8 +355,9 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     from ..diffusion import train_diffusion
     from ..plugins import DefensePipeline
     from .report import machine, write_report
-    from .runner import (attacker_universe, compare_to, diffence_view, evaluate_defense, labels_kept, release_all,
-                         roles_of, selection_spread, undefended_releases, undefended_view)
+    from .runner import (ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense, hflip,
+                         labels_kept, release_all, roles_of, selection_spread, shadow_pool, undefended_releases,
+                         undefended_view)
 
     start = time.perf_counter()
     run = cfg["run"]
@@ -374,7 +377,9 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     roles = roles_of(split)
     log(f"target {cfg['target']['model']} on {len(split.members)} members; roles {[len(getattr(split, r)) for r in roles]}")
 
-    released = {"undefended": undefended_releases(model, x, split)}
+    attacks = cfg["attacks"]
+    queries = {"": x} | ({"flip": hflip(x)} if attacks["augment"] else {})  # LiRA's augmented queries
+    released = {q: {"undefended": undefended_releases(model, xq, split)} for q, xq in queries.items()}
     pipelines, diffences, reconstructed = {}, {}, {}
     for d in cfg["defenses"]:
         try:
@@ -383,23 +388,25 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
             raise ConfigError(f"[[defenses]] {d['label']!r}: {exc}") from exc
         log(f"fitting and releasing through {d['label']}")
         pipeline.fit(torch.from_numpy(x[split.defender_members]), torch.from_numpy(x[split.defender_nonmembers]))
-        only = pipeline.pre[0] if len(pipeline.pre) == 1 and not pipeline.post else None
-        if only is not None and hasattr(only, "candidates"):
-            only.progress = progress
-            c = only.config
-            key = (only.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic)  # same DDPM and draws: reuse
-            if key not in reconstructed:
-                reconstructed[key] = {r: only.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
-            cands = reconstructed[key]
-            diffences[d["label"]] = (only, cands)
-            released[d["label"]] = release_all(only, cands)
-        else:
-            released[d["label"]] = {r: pipeline.release(model, torch.from_numpy(x[getattr(split, r)])).numpy()
-                                    for r in roles}
         pipelines[d["label"]] = pipeline
+        only = pipeline.pre[0] if len(pipeline.pre) == 1 and not pipeline.post else None
+        for q, xq in queries.items():
+            if only is not None and hasattr(only, "candidates"):
+                only.progress = progress
+                c = only.config
+                key = (only.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic, q)  # same DDPM and draws: reuse
+                if key not in reconstructed:
+                    reconstructed[key] = {r: only.candidates(model, torch.from_numpy(xq[getattr(split, r)]))
+                                          for r in roles}
+                if not q:
+                    diffences[d["label"]] = (only, reconstructed[key])
+                released[q][d["label"]] = release_all(only, reconstructed[key])
+            else:
+                released[q][d["label"]] = {r: pipeline.release(model, torch.from_numpy(xq[getattr(split, r)])).numpy()
+                                           for r in roles}
 
-    views = {}
-    attacks = cfg["attacks"]
+    views: dict[str, dict] = {q: {} for q in queries}
+    shadows = {}
     if attacks["references"]:
         recipe = build_recipe(cfg, nb_classes, x.shape[1])
         universe = attacker_universe(split, 2 * len(split.members))
@@ -408,7 +415,8 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
 
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=run["seed"] + 1,
                                 cache=out / "reference-cache", progress=progress)
-        views["undefended"] = plain = undefended_view(refs, x, universe)
+        for q, xq in queries.items():
+            views[q]["undefended"] = undefended_view(refs, xq, universe)
         attacker_ddpms: dict = {}  # the attacker's own DDPM and reconstructions, per (UNet, n, t, k)
         for label, (defense, _) in diffences.items():
             if not attacks["aware"]:
@@ -423,16 +431,26 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
                                        steps=attacks["attacker_ddpm_steps"], max_timestep=cfg_d.t,
                                        seed=run["seed"] + 1, progress=progress)
                 mine = Diffence(ddpm, **{**cfg_d.to_dict(), "seed": run["seed"] + 1}, progress=progress)
-                attacker_ddpms[key] = (mine, mine.reconstructions(torch.from_numpy(x[universe])))
-            mine, images = attacker_ddpms[key]
-            views[label] = diffence_view(refs, mine.with_config(scenario=cfg_d.scenario), x, universe, images, split)
-        for label in pipelines:
-            views.setdefault(label, plain)
+                images = {q: mine.reconstructions(torch.from_numpy(xq[universe])) for q, xq in queries.items()}
+                pool_images = None
+                if "shadow_models" in attacks["art"]:
+                    pool = shadow_pool(split, 2 * len(split.members))
+                    pool_images = mine.reconstructions(torch.from_numpy(x[pool]))
+                attacker_ddpms[key] = (mine, images, pool_images)
+            mine, images, pool_images = attacker_ddpms[key]
+            mine = mine.with_config(scenario=cfg_d.scenario)
+            for q, xq in queries.items():
+                views[q][label] = diffence_view(refs, mine, xq, universe, images[q], split)
+            if pool_images is not None:
+                shadows[label] = ShadowDiffence.for_split(mine, x, split, pool_images, universe, images[""])
+        for q in queries:
+            for label in pipelines:
+                views[q].setdefault(label, views[q]["undefended"])
 
-    kept = labels_kept(released)
+    kept = labels_kept(released[""])
     target_art = None
     rows = []
-    for name, probs in released.items():
+    for name, probs in released[""].items():
         art = None
         if attacks["art"]:
             from ..adapters import art_attacks
@@ -441,12 +459,14 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
             target_art = target_art or art_attacks.probability_classifier(model, tuple(x.shape[1:]), nb_classes)
             estimator = DefendedClassifier(target_art, pipelines[name]) if name in pipelines else target_art
             art = dict(estimator=estimator, target=target_art, model=model, attacks=tuple(attacks["art"]),
-                       defended=name in pipelines)
-        row = evaluate_defense(name, probs, x, y, split, view=views.get(name), art=art, kept=kept[name],
+                       defended=name in pipelines, shadow_answer=shadows.get(name))
+        view = views[""].get(name)
+        flipped = (released["flip"][name], views["flip"][name]) if "flip" in queries and view is not None else None
+        row = evaluate_defense(name, probs, x, y, split, view=view, flipped=flipped, art=art, kept=kept[name],
                                seed=run["seed"], bootstrap=run["bootstrap"])
         if name in diffences and attacks["selection_draws"] > 1:
             defense, cands = diffences[name]
-            row.spread = selection_spread(defense, cands, y, split, views.get(name), attacks["selection_draws"],
+            row.spread = selection_spread(defense, cands, y, split, view, attacks["selection_draws"],
                                           seed=run["seed"])
         if rows:
             row.change = compare_to(row, rows[0], seed=run["seed"])
@@ -460,5 +480,5 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                "seconds": time.perf_counter() - start, "machine": machine()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(results, released, {r: y[getattr(split, r)] for r in roles}, out)
+    write_report(results, released[""], {r: y[getattr(split, r)] for r in roles}, out)
     return AuditRun(results=results, out=out)

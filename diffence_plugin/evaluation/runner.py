@@ -99,6 +99,11 @@ def undefended_releases(model, x: np.ndarray, split: MembershipSplit, device: to
                 for r in roles_of(split)}
 
 
+def hflip(x: np.ndarray) -> np.ndarray:
+    """Horizontally flipped copies of (S, C, H, W) images: LiRA's second augmented query for natural images."""
+    return np.ascontiguousarray(x[..., ::-1])
+
+
 def labels_kept(released: dict[str, Released]) -> dict[str, float]:
     """Per defense, the share of released vectors whose argmax equals the undefended one."""
     base = released["undefended"]
@@ -169,6 +174,65 @@ def diffence_view(references: ReferenceModels, attacker: Diffence, x: np.ndarray
     return AttackerView(np.stack(probs), references.in_mask, universe, aware=True)
 
 
+def shadow_pool(split: MembershipSplit, size: int) -> np.ndarray:
+    """The records ART's shadow models train on: the first ``size`` of the attacker's pool (about twice the
+    target's training set, so that each shadow, trained on a random half, matches the target's size)."""
+    return split.attacker_pool[:size]
+
+
+class ShadowDiffence:
+    """ART's shadow models answering through the attacker's own Diffence (defense-aware shadows).
+
+    The attacker reconstructs its shadow records once (``images``, from ``attacker.reconstructions``); each
+    shadow classifies the reconstructions of the records it is queried on and selects with the target's
+    scenario. For scenarios 1 and 2 each shadow is calibrated on the records it trained on (and, for
+    scenario 1, on ``outside``: records no shadow trained on), as the defender calibrates on known records.
+    """
+
+    def __init__(self, attacker: Diffence, x: np.ndarray, images: torch.Tensor, outside: np.ndarray | None = None,
+                 outside_images: torch.Tensor | None = None) -> None:
+        if attacker.config.scenario == 1 and outside is None:
+            raise ValueError("scenario 1 calibrates on known non-members: pass outside records")
+        self.attacker = attacker.with_config(output="probabilities")  # ART's shadows end in a softmax
+        self.x, self.images = x, images
+        self.outside, self.outside_images = outside, outside_images
+        self._rows = {row.tobytes(): i for i, row in enumerate(np.ascontiguousarray(x))}
+        self._calibrated: dict[int, Diffence] = {}
+
+    @classmethod
+    def for_split(cls, attacker: Diffence, x: np.ndarray, split: MembershipSplit, pool_images: torch.Tensor,
+                  universe: np.ndarray, universe_images: torch.Tensor) -> "ShadowDiffence":
+        """Shadows over ``shadow_pool`` (reconstructed as ``pool_images``); scenario 1 calibrates with the
+        population records (no shadow trains on them), whose reconstructions are among ``universe_images``."""
+        pool = shadow_pool(split, 2 * len(split.members))
+        if len(pool_images) != len(pool):
+            raise ValueError(f"{len(pool_images)} reconstructions for {len(pool)} shadow records")
+        lookup = {int(i): p for p, i in enumerate(universe)}
+        zpos = [lookup[int(i)] for i in split.population]
+        return cls(attacker, x[pool], pool_images, x[split.population], universe_images[zpos])
+
+    def _candidates(self, module, queries: np.ndarray) -> Candidates:
+        try:
+            pos = [self._rows[row.tobytes()] for row in np.ascontiguousarray(queries, dtype=self.x.dtype)]
+        except KeyError:
+            raise ValueError("a shadow model was queried on a record that was not reconstructed") from None
+        return self.attacker.candidates_from_reconstructions(module, torch.from_numpy(self.x[pos]), self.images[pos])
+
+    def __call__(self, module, queries: np.ndarray, trained_on: np.ndarray) -> np.ndarray:
+        defense = self.attacker
+        if defense.config.needs_calibration:
+            if id(module) not in self._calibrated:
+                defense = defense.with_config()
+                outside = None
+                if defense.config.scenario == 1:
+                    outside = defense.candidates_from_reconstructions(module, torch.from_numpy(self.outside),
+                                                                      self.outside_images)
+                defense.calibrate_from_candidates(self._candidates(module, trained_on), outside)
+                self._calibrated[id(module)] = defense
+            defense = self._calibrated[id(module)]
+        return defense.release(self._candidates(module, queries)).probs.numpy()
+
+
 # ---- attacks ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -200,20 +264,34 @@ def _gather(table: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
 
 
 def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *,
-                      seed: int = 0, bootstrap: int = 1000) -> list[AttackResult]:
-    """LiRA (four variants) and RMIA (online, and offline with ``a`` fitted on the attacker's references)."""
+                      flipped: tuple[Released, AttackerView] | None = None, seed: int = 0,
+                      bootstrap: int = 1000) -> list[AttackResult]:
+    """LiRA (four variants) and RMIA (online, and offline with ``a`` fitted on the attacker's references).
+
+    ``flipped`` holds the same releases and reference answers for horizontally flipped queries (``hflip``);
+    with it, four more LiRA variants (``..._flip``) add the two views' log-likelihood ratios, as the LiRA
+    paper does for natural images. The attacker chooses among all variants on its own records.
+    """
     sets = Sets.of(split)
     table = _by_index(released, split)
+    flip_table = _by_index(flipped[0], split) if flipped is not None else None
     results = []
 
-    def lira_scores(lira, indices):
+    def lira_scores(lira, indices, both):
         pos = view.positions(indices)
         target = logit_confidence(_gather(table, indices), y[indices])
         refs = logit_confidence(view.probs[:, pos], y[indices])
+        if both:
+            fpos = flipped[1].positions(indices)
+            target = np.stack([target, logit_confidence(_gather(flip_table, indices), y[indices])], axis=-1)
+            refs = np.stack([refs, logit_confidence(flipped[1].probs[:, fpos], y[indices])], axis=-1)
         return lira.score(target, refs, view.in_mask[:, pos])
 
-    for lira in LIRA_VARIANTS:
-        results.append(_scored(lira.name, lambda idx, lira=lira: lira_scores(lira, idx), sets, seed, bootstrap))
+    for both in (False, True) if flipped is not None else (False,):
+        for lira in LIRA_VARIANTS:
+            results.append(_scored(lira.name + ("_flip" if both else ""),
+                                   lambda idx, lira=lira, both=both: lira_scores(lira, idx, both), sets, seed,
+                                   bootstrap))
 
     if len(sets.population):
         zpos = view.positions(sets.population)
@@ -257,11 +335,12 @@ def threshold_suite(released: Released, y: np.ndarray, split: MembershipSplit, *
 
 
 def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, estimator, target, model,
-              attacks: tuple[str, ...], defended: bool, seed: int = 0) -> list[AttackResult]:
+              attacks: tuple[str, ...], defended: bool, shadow_answer=None, seed: int = 0) -> list[AttackResult]:
     """ART's attacks. ``estimator`` answers through the defense; ``target`` is the undefended ART classifier.
 
-    The shadow-model attack uses the target's own architecture; its shadows answer undefended (defense-
-    unaware). The rule-based attack sees labels only, which Diffence keeps: it is run on undefended rows.
+    The shadow-model attack trains shadows of the target's own architecture on ``shadow_pool``; they answer
+    through ``shadow_answer`` (e.g. a ``ShadowDiffence``: defense-aware) or, when it is None, undefended.
+    The rule-based attack sees labels only, which Diffence keeps: it is run on undefended rows.
     """
     from ..adapters import art_attacks
 
@@ -277,11 +356,12 @@ def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: Membershi
         if attack in art_attacks.BLACK_BOX:
             results.append(art_attacks.black_box(estimator, attack, fit, select, evaluation, seed=seed))
         elif attack == "shadow_models":
-            pool = split.attacker_pool
+            pool = shadow_pool(split, 2 * len(split.members))
             shadow = art_attacks.AttackData(x[pool], onehot(y[pool], nb_classes))
             template = art_attacks.probability_classifier(reinitialised(model, seed), target.input_shape,
                                                           nb_classes)
-            results.append(art_attacks.shadow_models(estimator, template, shadow, select, evaluation, seed=seed))
+            results.append(art_attacks.shadow_models(estimator, template, shadow, select, evaluation,
+                                                     answer=shadow_answer, seed=seed))
         elif attack == "rule_based" and not defended:
             results.append(art_attacks.rule_based(target, select, evaluation, seed=seed))
         elif attack not in ("rule_based",):
@@ -291,12 +371,13 @@ def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: Membershi
 
 
 def evaluate_defense(name: str, released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, *,
-                     view: AttackerView | None = None, art: dict | None = None, kept: float = 1.0, seed: int = 0,
-                     bootstrap: int = 1000) -> DefenseRow:
-    """All attacks on one defense's releases; ``art`` holds ``art_suite``'s keyword arguments (or None)."""
+                     view: AttackerView | None = None, flipped: tuple[Released, AttackerView] | None = None,
+                     art: dict | None = None, kept: float = 1.0, seed: int = 0, bootstrap: int = 1000) -> DefenseRow:
+    """All attacks on one defense's releases; ``art`` holds ``art_suite``'s keyword arguments (or None), and
+    ``flipped`` the releases and reference answers on flipped queries (see ``reference_attacks``)."""
     results = threshold_suite(released, y, split, seed=seed, bootstrap=bootstrap)
     if view is not None:
-        results += reference_attacks(released, y, split, view, seed=seed, bootstrap=bootstrap)
+        results += reference_attacks(released, y, split, view, flipped=flipped, seed=seed, bootstrap=bootstrap)
     if art is not None:
         results += art_suite(released, x, y, split, seed=seed, **art)
     return DefenseRow(defense=name, train_accuracy=accuracy(released["eval_members"], y[split.eval_members]),
@@ -318,13 +399,19 @@ def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
 
 
 def selection_spread(defense: Diffence, cands: dict[str, Candidates], y: np.ndarray, split: MembershipSplit,
-                     view: AttackerView | None, draws: int, seed: int = 0) -> dict:
+                     view: AttackerView | None, draws: int, seed: int = 0, post=None) -> dict:
     """Mean and sd, over ``draws`` fresh selection draws (reconstructions fixed), of the chosen attack's AUC
-    and of LiRA's AUC and TPR at 1% FPR (threshold, LiRA and RMIA attacks; no intervals inside)."""
+    and of LiRA's AUC and TPR at 1% FPR (threshold, LiRA and RMIA attacks; no intervals inside).
+
+    ``post(role, probs)``, if given, is applied to every release, for a post-processing defense stacked on
+    Diffence (e.g. HAMP's output modification).
+    """
     figures: dict[str, list[float]] = {"best_auc": [], "lira_auc": [], "lira_tpr@0.01": []}
     for draw in range(draws):
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, draw]).generate_state(1)[0]))
         released = release_all(defense, {r: c.redraw(gen) for r, c in cands.items()})
+        if post is not None:
+            released = {r: post(r, p) for r, p in released.items()}
         row = evaluate_defense("draw", released, None, y, split, view=view, seed=seed, bootstrap=0)
         figures["best_auc"].append(row.best.auc)
         lira = row.attack("lira")

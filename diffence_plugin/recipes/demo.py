@@ -22,8 +22,9 @@ from ..diffusion import train_diffusion
 from ..evaluation.protocol import MembershipSplit, membership_split
 from ..evaluation.references import ReferenceRecipe, train_references
 from ..evaluation.report import machine, write_report
-from ..evaluation.runner import (attacker_universe, compare_to, diffence_scenarios, diffence_view, evaluate_defense,
-                                 labels_kept, roles_of, selection_spread, undefended_releases, undefended_view)
+from ..evaluation.runner import (ShadowDiffence, attacker_universe, compare_to, diffence_scenarios, diffence_view,
+                                 evaluate_defense, labels_kept, roles_of, selection_spread, shadow_pool,
+                                 undefended_releases, undefended_view)
 from ..plugins import DefensePipeline
 from ..reconstruct import tiny_unet_config
 
@@ -106,7 +107,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
             memguards[name] = guard
     done()
 
-    views = {}
+    views, shadows = {}, {}
     if s.references:
         done = _phase(log, timings, "attacker_s", f"[4/6] the attacker: {s.references} reference models, its own "
                       f"DDPM on {len(split.attacker_pool)} records of its pool, its own Diffence")
@@ -124,6 +125,12 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
                                                           images, split)
         views["memguard"] = plain  # the attacker has no MemGuard of its own here: defense-unaware
         views["diffence+memguard"] = dataclasses.replace(views["scenario_1"], aware=False)
+        if "shadow_models" in s.art_attacks:  # ART's shadows answer through the attacker's Diffence too
+            pool_images = attacker.reconstructions(torch.from_numpy(x[shadow_pool(split, 2 * s.members)]))
+            for scenario in (1, 2, 3):
+                shadows[f"scenario_{scenario}"] = ShadowDiffence.for_split(
+                    attacker.with_config(scenario=scenario), x, split, pool_images, universe, images)
+            shadows["diffence+memguard"] = shadows["scenario_1"]
         done()
 
     done = _phase(log, timings, "attacks_s", "[5/6] attacking every defense (threshold, LiRA, RMIA, ART)")
@@ -136,7 +143,8 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     rows = []
     for name, probs in released.items():
         estimator = DefendedClassifier(target, pipelines[name]) if name in pipelines else target
-        art = dict(estimator=estimator, target=target, model=model, attacks=s.art_attacks, defended=name in pipelines)
+        art = dict(estimator=estimator, target=target, model=model, attacks=s.art_attacks, defended=name in pipelines,
+                   shadow_answer=shadows.get(name))
         row = evaluate_defense(name, probs, x, y, split, view=views.get(name), art=art, kept=kept[name], seed=s.seed,
                                bootstrap=s.bootstrap)
         if name.startswith("scenario_") and s.selection_draws:
