@@ -78,6 +78,9 @@ class DiffencePreprocessor(PreprocessorPyTorch):
     def _check_params(self) -> None:
         if not isinstance(self.diffence, Diffence):
             raise TypeError(f"diffence must be a Diffence, got {type(self.diffence).__name__}")
+        if self.diffence.config.scenario == "mean":
+            raise ValueError('a preprocessor returns one image per input, but scenario "mean" averages the '
+                             "predictions of all reconstructions; use scenario 1, 2 or 3 (or DiffenceClassifier)")
         if not callable(self.classifier):
             raise TypeError(f"classifier must be callable (a torch model), got {type(self.classifier).__name__}")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Union
+
+from .randomness import KEYS, secret_seed, warn_if_guessable
 
 Scenario = Union[int, str]
 SCENARIOS: tuple[Scenario, ...] = (1, 2, 3, "mean")
@@ -21,9 +24,15 @@ class DiffenceConfig:
         scenario: selection rule. 1: defender knows members and non-members (calibrated interval);
             2: defender knows members only; 3: nothing known (random candidate);
             "mean": average of all reconstructions' predictions (may change labels).
-        deterministic: derive each input's randomness from its bytes and ``seed``, so repeated
+        deterministic: derive each input's randomness from a key of the input and ``seed``, so repeated
             queries of the same input get the same answer and cannot be averaged by an attacker.
-        seed: secret seed of the deterministic mode, or the seed of the generator otherwise.
+        seed: secret seed of the deterministic mode, or the seed of the generator otherwise. None (the
+            default) draws a fresh secret with ``secrets``; a small fixed seed is warned about.
+        key: what the randomness is derived from (see ``diffence_plugin.randomness``): "quantised" (the
+            input rounded to ``levels`` grey levels; default), "lsh" (a locality-sensitive key of it) or "raw"
+            (its float32 bytes). With "quantised" and "lsh" the defense reconstructs the quantised input.
+        levels: grey levels of the input's bit depth: 255 for 8-bit images, 16 for sklearn's digits.
+        lsh_projections, lsh_width: the LSH key's random projections and bucket width (pooled-image L2 units).
         max_batch: most images sent through the UNet or the classifier in one call; bounds memory.
         output: what the classifier returns; "auto" detects probability rows (non-negative, sum 1).
     """
@@ -33,12 +42,18 @@ class DiffenceConfig:
     k: int = 10
     scenario: Scenario = 1
     deterministic: bool = True
-    seed: int = 0
+    seed: int | None = None
     max_batch: int = 1024
     output: str = "auto"
+    key: str = "quantised"
+    levels: int = 255
+    lsh_projections: int = 4
+    lsh_width: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("n", "t", "k", "seed", "max_batch"):
+        if self.seed is None:
+            object.__setattr__(self, "seed", secret_seed())
+        for name in ("n", "t", "k", "seed", "max_batch", "levels", "lsh_projections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -56,6 +71,20 @@ class DiffenceConfig:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if self.output not in OUTPUT_KINDS:
             raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {self.output!r}")
+        if self.key not in KEYS:
+            raise ValueError(f"key must be one of {KEYS}, got {self.key!r}")
+        if not 1 <= self.levels <= 65535:
+            raise ValueError(f"levels (grey levels of the input) must lie in [1, 65535], got {self.levels}")
+        if self.lsh_projections < 1:
+            raise ValueError(f"lsh_projections must be >= 1, got {self.lsh_projections}")
+        if isinstance(self.lsh_width, bool) or not isinstance(self.lsh_width, (int, float)) \
+                or not math.isfinite(self.lsh_width) or self.lsh_width <= 0:
+            raise ValueError(f"lsh_width must be a positive number, got {self.lsh_width!r}")
+        object.__setattr__(self, "lsh_width", float(self.lsh_width))
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.deterministic:
+            warn_if_guessable(self.seed)
 
     @property
     def needs_calibration(self) -> bool:

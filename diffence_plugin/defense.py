@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,10 +15,14 @@ from .calibrate import Calibration, interval_scenario1, interval_scenario2
 from .classify import Classifier, classify, looks_like_probabilities, to_log_probabilities
 from .config import DiffenceConfig, Scenario
 from .outputs import Candidates, DefenseOutput
-from .randomness import input_generators
+from .randomness import canonical, input_keys, key_generators
 from .reconstruct import Reconstructor
-from .select import Selection, label_matches, phi, select
+from .select import ORIGINAL, Selection, label_matches, phi, select
 from .validation import as_image_batch, check_image_geometry
+
+
+CONFIG_FILE = "diffence.json"
+CONFIG_FORMAT = "diffence-plugin/defense"
 
 
 class Diffence:
@@ -27,13 +32,16 @@ class Diffence:
     stride ``k``), every reconstruction is classified, and one whose label equals the label on the original
     input is released; accuracy is therefore unchanged (scenarios 1-3).
 
-    Deterministic mode (default): the randomness of each input is derived from its bytes and the secret
-    ``seed``, so querying the same input again returns the same vector. Without it an attacker could query
-    an input many times and average away the defense's randomness.
+    Deterministic mode (default): the randomness of each input is derived from a key of the input (by
+    default the input rounded to its bit depth, ``levels``) and the secret ``seed``, so querying the same
+    input again, or a copy changed by less than half a grey level, returns the same vector. Without it an
+    attacker could query an input many times and average away the defense's randomness. The label that
+    candidates must keep is always the classifier's label on the input as given, so accuracy is unchanged.
 
     Args:
         reconstructor: the diffusion model (see ``Reconstructor``).
-        n, t, k, scenario, deterministic, seed, max_batch, output: see ``DiffenceConfig``.
+        n, t, k, scenario, deterministic, seed, max_batch, output, key, levels, lsh_projections, lsh_width:
+            see ``DiffenceConfig``. ``seed=None`` (default) draws a secret one; ``save_pretrained`` keeps it.
         autocast: optional dtype for the UNet (``torch.bfloat16`` on GPUs).
         progress: show a progress bar over inputs.
     """
@@ -47,22 +55,28 @@ class Diffence:
         scenario: Scenario = 1,
         *,
         deterministic: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         max_batch: int = 1024,
         output: str = "auto",
+        key: str = "quantised",
+        levels: int = 255,
+        lsh_projections: int = 4,
+        lsh_width: float = 2.0,
         autocast: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
         if not isinstance(reconstructor, Reconstructor):
             raise TypeError(f"reconstructor must be a Reconstructor, got {type(reconstructor).__name__}")
         self.config = DiffenceConfig(n=n, t=t, k=k, scenario=scenario, deterministic=deterministic, seed=seed,
-                                     max_batch=max_batch, output=output)
+                                     max_batch=max_batch, output=output, key=key, levels=levels,
+                                     lsh_projections=lsh_projections, lsh_width=lsh_width)
         reconstructor.timesteps(t, k)
         self.reconstructor = reconstructor
         self.autocast = autocast
         self.progress = progress
         self.calibration: Calibration | None = None
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._grid_checked = False
         self._fingerprint: str | None = None
 
     @classmethod
@@ -90,16 +104,40 @@ class Diffence:
         check_image_geometry(x, self.reconstructor.channels, self.reconstructor.image_size, name)
         return x
 
+    def keys(self, x: torch.Tensor) -> list[bytes]:
+        """The key each input's randomness is derived from (deterministic mode): equal keys, equal noise."""
+        cfg = self.config
+        return input_keys(x, cfg.key, levels=cfg.levels, projections=cfg.lsh_projections, width=cfg.lsh_width,
+                          seed=cfg.seed)
+
+    def _check_grid(self, x: torch.Tensor) -> None:
+        """Warn once when the first inputs do not sit on the declared grey levels: the quantised key then
+        splits near-duplicates that straddle a rounding edge."""
+        if self._grid_checked or self.config.key == "raw":
+            return
+        self._grid_checked = True
+        scaled = x.detach().double() * self.config.levels
+        off = float((scaled - scaled.round()).abs().max()) if scaled.numel() else 0.0
+        if off > 1e-3:
+            warnings.warn(f"inputs are not on the grid of levels={self.config.levels} (a pixel lies {off:.3f} of a "
+                          "grey level off it); set levels to the data's bit depth (255 for 8-bit images, 16 for "
+                          "sklearn's digits)", UserWarning, stacklevel=3)
+
+    def _reconstruction_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the diffusion model reconstructs: the quantised input, unless the key is the raw bytes."""
+        return x if self.config.key == "raw" else canonical(x, self.config.levels).to(x.device)
+
     def _randomness(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n, C, H, W) noise and (B,) uniforms: per input from its bytes, or from the running generator."""
+        """(B, n, C, H, W) noise and (B,) uniforms: per input from its key, or from the running generator."""
         cfg = self.config
         shape = (cfg.n, *x.shape[1:])
         if not cfg.deterministic:
             noise = torch.randn((x.shape[0], *shape), generator=self._generator)
             return noise, torch.rand(x.shape[0], generator=self._generator, dtype=torch.float64)
+        self._check_grid(x)
         noises, us = [], []
-        prefix = f"diffence/{cfg.seed}/{cfg.n}/{cfg.t}/{cfg.k}/{tuple(x.shape[1:])}".encode()
-        for gen in input_generators(x, prefix):
+        prefix = f"diffence/{cfg.seed}/{cfg.n}/{cfg.t}/{cfg.k}/{cfg.key}/{tuple(x.shape[1:])}".encode()
+        for gen in key_generators(self.keys(x), prefix):
             noises.append(torch.randn(shape, generator=gen))
             us.append(torch.rand((), generator=gen, dtype=torch.float64))
         return torch.stack(noises), torch.stack(us)
@@ -151,8 +189,8 @@ class Diffence:
         for chunk in self._chunks(x, "diffence"):
             chunk = chunk.to(device)
             noise, u = self._randomness(chunk)
-            images = self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=noise,
-                                                    max_batch=cfg.max_batch, autocast=self.autocast)
+            images = self.reconstructor.reconstruct(self._reconstruction_input(chunk), cfg.n, cfg.t, cfg.k,
+                                                    noise=noise, max_batch=cfg.max_batch, autocast=self.autocast)
             yield chunk, self._score(classifier, chunk, images, u, state), (images if keep_images else None)
 
     @torch.no_grad()
@@ -167,7 +205,8 @@ class Diffence:
         out = []
         for chunk in self._chunks(x, "reconstruct"):
             chunk = chunk.to(self.reconstructor.device)
-            out.append(self.reconstructor.reconstruct(chunk, cfg.n, cfg.t, cfg.k, noise=self._randomness(chunk)[0],
+            out.append(self.reconstructor.reconstruct(self._reconstruction_input(chunk), cfg.n, cfg.t, cfg.k,
+                                                      noise=self._randomness(chunk)[0],
                                                       max_batch=cfg.max_batch, autocast=self.autocast).cpu())
         return torch.cat(out)
 
@@ -222,8 +261,10 @@ class Diffence:
             index.append(chosen.index)
             labels.append(cands.original_log_probs.argmax(dim=-1))
             if return_images:
+                if self.config.scenario == "mean":
+                    raise ValueError('scenario "mean" selects no single reconstruction: there is no image to return')
                 picked = recon[torch.arange(len(chunk), device=recon.device), chosen.index.clamp_min(0).to(recon.device)]
-                keep = (chosen.index < 0).to(recon.device).view(-1, 1, 1, 1)
+                keep = (chosen.index == ORIGINAL).to(recon.device).view(-1, 1, 1, 1)
                 images.append(torch.where(keep, chunk.float(), picked))
         return DefenseOutput(probs=torch.cat(probs), index=torch.cat(index), labels=torch.cat(labels),
                              images=torch.cat(images) if return_images else None)
@@ -234,6 +275,9 @@ class Diffence:
 
     def purify(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None) -> torch.Tensor:
         """The selected reconstruction of each input (the input itself where none kept its label)."""
+        if self.config.scenario == "mean":
+            raise ValueError('purify needs one selected reconstruction per input, but scenario "mean" releases the '
+                             "average prediction over all n reconstructions; use scenario 1, 2 or 3")
         return self.defend_detailed(classifier, x, nb_classes=nb_classes, return_images=True).images
 
     def fit(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None = None,
@@ -276,6 +320,50 @@ class Diffence:
                                        nb_classes=members.nb_classes, reconstructor=self.fingerprint(),
                                        js_divergence=js, js_divergence_undefended=js_undefended)
         return self.calibration
+
+    def save_pretrained(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Write the diffusion model, ``diffence.json`` (the settings, *with the secret seed*) and the calibration.
+
+        The folder holds the secret that keeps near-duplicate queries from being averaged: keep it as
+        private as the model's weights. ``diffence.json`` is written readable by its owner only.
+        """
+        path = Path(path)
+        if (path / CONFIG_FILE).exists() and not overwrite:
+            raise FileExistsError(f"{str(path / CONFIG_FILE)!r} exists; pass overwrite=True to replace it")
+        self.reconstructor.save_pretrained(path)
+        payload = {"format": CONFIG_FORMAT, "config": self.config.to_dict()}
+        target = path / CONFIG_FILE
+        target.write_text(json.dumps(payload, indent=2))
+        target.chmod(0o600)
+        if self.calibration is not None:
+            self.calibration.to_json(path / "calibration.json")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu", **changes) -> "Diffence":
+        """Load what ``save_pretrained`` wrote (settings, secret seed, calibration); ``changes`` override
+        settings (a changed n, t, k or scenario makes a saved calibration unusable: it is then not loaded)."""
+        path = Path(path)
+        file = path / CONFIG_FILE
+        try:
+            payload = json.loads(file.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{str(file)!r} does not exist: not a folder written by "
+                                    "Diffence.save_pretrained") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != CONFIG_FORMAT \
+                or not isinstance(payload.get("config"), dict):
+            raise ValueError(f"{str(file)!r} is not a {CONFIG_FORMAT} file")
+        known = {f.name for f in dataclasses.fields(DiffenceConfig)}
+        unknown = sorted(set(payload["config"]) - known) + sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown Diffence setting(s) {unknown} in {str(file)!r} or the call; valid: "
+                             f"{sorted(known)}")
+        config = DiffenceConfig(**{**payload["config"], **changes})
+        defense = cls.from_config(Reconstructor.from_pretrained(path, device), config)
+        if (path / "calibration.json").is_file() and not (set(changes) & {"n", "t", "k", "scenario"}):
+            defense.load_calibration(path / "calibration.json")
+        return defense
 
     def save_calibration(self, path: str | Path) -> None:
         if self.calibration is None:

@@ -46,6 +46,6 @@ class DefenseOutput:
     """What the defense released for a batch."""
 
     probs: torch.Tensor  # (B, K) float32 released probability vectors
-    index: torch.Tensor  # (B,) chosen reconstruction; -1 where the original prediction was released
+    index: torch.Tensor  # (B,) chosen reconstruction; -1 (select.ORIGINAL): the original; -2 (select.MEAN): the average
     labels: torch.Tensor  # (B,) argmax on the original inputs (equal to probs.argmax for scenarios 1-3)
     images: torch.Tensor | None = None  # (B, C, H, W) chosen reconstruction (the input where index == -1)

@@ -7,6 +7,7 @@ eta = 0; both are delegated to diffusers' ``DDIMScheduler`` (``add_noise`` and `
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import torch
@@ -67,6 +68,8 @@ class Reconstructor:
             raise ValueError(f"the scheduler must predict epsilon, got prediction_type={config['prediction_type']!r}")
         self.unet = unet.eval().requires_grad_(False)
         self.scheduler = DDIMScheduler.from_config(config)
+        self._schedules: dict[int, DDIMScheduler] = {}  # per DDIM stride, never changed once made
+        self._lock = threading.Lock()
 
     @property
     def channels(self) -> int:
@@ -112,14 +115,24 @@ class Reconstructor:
         steps = self.timesteps(t, k)
         if not steps:
             return x_t
-        self.scheduler.set_timesteps(self.num_train_timesteps // k, device=x_t.device)
+        schedule = self._schedule(k)
         sample = x_t
         for i, step in enumerate(steps):
             with self._autocast(autocast):
                 eps = self.unet(sample, step).sample
-            out = self.scheduler.step(eps.float(), step, sample, eta=0.0)
+            out = schedule.step(eps.float(), step, sample, eta=0.0)
             sample = out.pred_original_sample if i == len(steps) - 1 else out.prev_sample
         return sample
+
+    def _schedule(self, k: int) -> DDIMScheduler:
+        """The DDIM schedule of stride ``k``: made once under a lock and never mutated afterwards, so that
+        defenses with different strides can share this reconstructor, from several threads too."""
+        with self._lock:
+            if k not in self._schedules:
+                schedule = DDIMScheduler.from_config(self.scheduler.config)
+                schedule.set_timesteps(self.num_train_timesteps // k)
+                self._schedules[k] = schedule
+            return self._schedules[k]
 
     @torch.no_grad()
     def reconstruct(

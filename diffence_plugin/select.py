@@ -14,6 +14,7 @@ import torch
 from .config import Scenario
 
 ORIGINAL = -1
+MEAN = -2  # scenario "mean": the average over all reconstructions was released, no single one
 
 
 def phi(log_probs: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ class Selection:
     """What the selector released for a batch."""
 
     probs: torch.Tensor  # (B, K) float64 released probabilities
-    index: torch.Tensor  # (B,) chosen reconstruction, ORIGINAL (-1) when the original was released
+    index: torch.Tensor  # (B,) chosen reconstruction; ORIGINAL (-1): the original's; MEAN (-2): the average
 
 
 def select(
@@ -95,7 +96,7 @@ def select(
     """
     probs = candidate_log_probs.exp()
     if scenario == "mean":
-        index = torch.full(u.shape, ORIGINAL, dtype=torch.long, device=probs.device)
+        index = torch.full(u.shape, MEAN, dtype=torch.long, device=probs.device)
         return Selection(probs=probs.mean(dim=1), index=index)
     matches = label_matches(original_log_probs, candidate_log_probs)
     if scenario == 3:

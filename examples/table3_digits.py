@@ -26,7 +26,8 @@ from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, di
                                                labels_kept, release_all, roles_of, selection_spread,
                                                undefended_view)
 from diffence_plugin.defenses.training import train_target
-from diffence_plugin.recipes.demo import DemoSettings
+from diffence_plugin.randomness import experiment_seed
+from diffence_plugin.recipes.demo import DIGITS_LEVELS, DemoSettings
 
 DEFENSES = [  # name, options, training overrides (DP-SGD: SGD at a higher rate, fewer epochs)
     ("none", {}, {}),
@@ -63,12 +64,14 @@ def main() -> None:
     unet = tiny_unet_config(8, 1, width=s.ddpm_width)
     ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=s.ddpm_steps,
                            max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=False)
-    base = Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed, output="logits")
+    base = Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed), output="logits",
+                    levels=DIGITS_LEVELS)
     images = {r: base.reconstructions(torch.from_numpy(x[getattr(split, r)])) for r in roles}
     universe = attacker_universe(split, 2 * s.members)
     attacker_ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet, steps=s.ddpm_steps,
                                     max_timestep=s.ddpm_max_timestep, seed=s.seed + 1, progress=False)
-    attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed + 1, output="logits")
+    attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed + 1),
+                        output="logits", levels=DIGITS_LEVELS)
     attacker_images = attacker.reconstructions(torch.from_numpy(x[universe]))
     table = []
     for name, options, overrides in DEFENSES:

@@ -47,7 +47,7 @@ def classifier() -> LinearClassifier:
 
 @pytest.fixture()
 def images() -> torch.Tensor:
-    return torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    return torch.round(torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 255) / 255  # 8-bit
 
 
 @pytest.fixture(scope="session")

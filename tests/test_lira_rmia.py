@@ -189,3 +189,24 @@ def test_reference_models_are_cached_and_a_damaged_entry_is_retrained(tmp_path, 
     assert len(calls) == 3  # only the damaged one was trained again
     train_references(recipe, x[:100], y[:100], 2, seed=1, cache=tmp_path, progress=False)
     assert len(calls) == 5  # another seed is another key
+
+
+def test_an_attack_is_scored_on_all_its_records_at_once():
+    """LiRA's global variance pools over the candidates scored together; members and non-members scored
+    in separate calls would each get their own variance and incomparable scores (a bug this guards)."""
+    from diffence_plugin.evaluation.runner import Sets, scored_attack
+
+    rng = np.random.default_rng(0)
+    records = rng.permutation(600)
+    sets = Sets(fit=(records[:50], records[50:100]), select=(records[100:150], records[150:200]),
+                evaluation=(records[200:350], records[350:500]), population=np.zeros(0, dtype=np.int64))
+    members = np.isin(np.arange(600), np.concatenate([records[:50], records[100:150], records[200:350]]))
+    calls = []
+
+    def score(idx):  # a statistic whose scale comes from the whole batch, like a pooled variance
+        calls.append(len(idx))
+        raw = members[idx] * 1.0 + rng.normal(0, 1, len(idx))
+        return (raw - raw.mean()) / raw.std()
+
+    result = scored_attack("pooled", score, sets, bootstrap=0)
+    assert calls == [500] and result.auc > 0.65

@@ -136,6 +136,13 @@ def _resolve_defenses(defenses: Any) -> list[dict]:
     labels = [d["label"] for d in resolved]
     if len(set(labels)) != len(labels) or "undefended" in labels:
         raise ConfigError(f"defense labels must be unique and not 'undefended', got {labels}; set label = ...")
+    from ..randomness import secret_seed
+
+    secret = secret_seed()  # one per audit: Diffence defenses on the same DDPM then share reconstructions
+    for d in resolved:
+        saved = Path(str(d["options"].get("path", ""))) / "diffence.json"
+        if d["name"] == "diffence" and "seed" not in d["options"] and not saved.is_file():
+            d["options"]["seed"] = secret  # written to config.json, so a rerun from the record is identical
     return resolved
 
 
@@ -354,6 +361,7 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     from ..defense import Diffence
     from ..diffusion import train_diffusion
     from ..plugins import DefensePipeline
+    from ..randomness import experiment_seed
     from .report import machine, write_report
     from .runner import (ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense, hflip,
                          labels_kept, release_all, roles_of, selection_spread, shadow_pool, undefended_releases,
@@ -430,7 +438,8 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
                 ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet,
                                        steps=attacks["attacker_ddpm_steps"], max_timestep=cfg_d.t,
                                        seed=run["seed"] + 1, progress=progress)
-                mine = Diffence(ddpm, **{**cfg_d.to_dict(), "seed": run["seed"] + 1}, progress=progress)
+                mine = Diffence(ddpm, **{**cfg_d.to_dict(), "seed": experiment_seed(run["seed"] + 1)},
+                                progress=progress)
                 images = {q: mine.reconstructions(torch.from_numpy(xq[universe])) for q, xq in queries.items()}
                 pool_images = None
                 if "shadow_models" in attacks["art"]:

@@ -45,7 +45,8 @@ def _as_views(values: np.ndarray, leading: int) -> np.ndarray:
     return values[..., None] if values.ndim == leading else values
 
 
-def _moments(ref: np.ndarray, mask: np.ndarray, global_variance: bool) -> tuple[np.ndarray, np.ndarray]:
+def _moments(ref: np.ndarray, mask: np.ndarray, global_variance: bool,
+             min_std: float = _MIN_STD) -> tuple[np.ndarray, np.ndarray]:
     """Per-candidate mean and std of ``ref`` (R, S, A) over references where ``mask`` (R, S) holds."""
     w = mask[..., None].astype(np.float64)
     count = w.sum(axis=0)
@@ -59,7 +60,7 @@ def _moments(ref: np.ndarray, mask: np.ndarray, global_variance: bool) -> tuple[
         var = np.broadcast_to(sq.sum(axis=0, keepdims=True) / dof, mean.shape)
     else:
         var = sq / np.maximum(count - 1, 1)
-    return mean, np.sqrt(np.maximum(var, _MIN_STD ** 2))
+    return mean, np.sqrt(np.maximum(var, min_std ** 2))
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,13 @@ class LiRA:
     Args:
         online: use IN and OUT references (True) or OUT references only (False).
         global_variance: one variance per side pooled over all candidates (True) or one per candidate.
+        min_std: floor of the fitted standard deviations: for a discrete statistic (a count) set it to about
+            half its smallest step, or identical references make the Gaussians degenerate.
     """
 
     online: bool = True
     global_variance: bool = True
+    min_std: float = _MIN_STD
 
     @property
     def name(self) -> str:
@@ -94,10 +98,10 @@ class LiRA:
                              f"in_mask {in_mask.shape}")
         if not (np.isfinite(target).all() and np.isfinite(references).all()):
             raise ValueError("LiRA statistics contain NaN or infinite values")
-        mu_out, s_out = _moments(references, ~in_mask, self.global_variance)
+        mu_out, s_out = _moments(references, ~in_mask, self.global_variance, self.min_std)
         if not self.online:
             return norm.logcdf(target, mu_out, s_out).sum(axis=-1)
-        mu_in, s_in = _moments(references, in_mask, self.global_variance)
+        mu_in, s_in = _moments(references, in_mask, self.global_variance, self.min_std)
         return (norm.logpdf(target, mu_in, s_in) - norm.logpdf(target, mu_out, s_out)).sum(axis=-1)
 
 

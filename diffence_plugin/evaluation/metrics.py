@@ -180,6 +180,24 @@ def auc_difference(after: AttackResult, before: AttackResult, *, bootstrap: int 
     return after.auc - before.auc, _interval(diff)
 
 
+def tpr_difference(after: AttackResult, before: AttackResult, level: float = 0.01, *, bootstrap: int = BOOTSTRAP,
+                   seed: int = 0) -> tuple[float, tuple[float, float]] | None:
+    """TPR at ``level`` FPR of ``after`` minus ``before`` on the same records, with a paired bootstrap 95%
+    interval; None when ``level`` is below the FPR resolution (1 / non-members)."""
+    if (after.members, after.nonmembers) != (before.members, before.nonmembers):
+        raise ValueError("the two results score different record sets")
+    if not resolvable(level, after.nonmembers):
+        return None
+    rng = np.random.default_rng(seed)
+    im = rng.integers(0, after.members, (bootstrap, after.members))
+    inn = rng.integers(0, after.nonmembers, (bootstrap, after.nonmembers))
+    diff = (_tpr_rows(after.member_scores[im], after.nonmember_scores[inn], level)
+            - _tpr_rows(before.member_scores[im], before.nonmember_scores[inn], level))
+    point = (_tpr_rows(after.member_scores[None], after.nonmember_scores[None], level)
+             - _tpr_rows(before.member_scores[None], before.nonmember_scores[None], level))
+    return float(point[0]), _interval(diff)
+
+
 def fit_threshold(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """Threshold (member when score >= threshold) that maximises balanced accuracy on known records."""
     m, n = _check_scores(member_scores, nonmember_scores)

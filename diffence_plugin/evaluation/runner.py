@@ -72,10 +72,10 @@ class DefenseRow:
 
 def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, *, n: int, t: int, k: int,
                        seed: int, progress: bool, max_batch: int = 1024, autocast: torch.dtype | None = None,
-                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
+                       levels: int = 255) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
     """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios."""
     base = Diffence(reconstructor, n=n, t=t, k=k, scenario=3, seed=seed, output="logits", progress=progress,
-                    max_batch=max_batch, autocast=autocast)
+                    max_batch=max_batch, autocast=autocast, levels=levels)
     roles = roles_of(split)
     cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
     defenses = {"3": base}
@@ -289,7 +289,7 @@ def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit,
 
     for both in (False, True) if flipped is not None else (False,):
         for lira in LIRA_VARIANTS:
-            results.append(_scored(lira.name + ("_flip" if both else ""),
+            results.append(scored_attack(lira.name + ("_flip" if both else ""),
                                    lambda idx, lira=lira, both=both: lira_scores(lira, idx, both), sets, seed,
                                    bootstrap))
 
@@ -307,7 +307,7 @@ def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit,
                 return rmia.score(_true_probs(_gather(table, indices), y[indices]),
                                   _true_probs(view.probs[:, pos], y[indices]), view.in_mask[:, pos],
                                   target_z, refs_z, in_z)
-            results.append(_scored(rmia.name, rmia_scores, sets, seed, bootstrap))
+            results.append(scored_attack(rmia.name, rmia_scores, sets, seed, bootstrap))
     return results
 
 
@@ -316,11 +316,18 @@ def _true_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return probs[..., np.arange(labels.size), labels]
 
 
-def _scored(name: str, score, sets: Sets, seed: int, bootstrap: int) -> AttackResult:
-    """Threshold from the fit half, selection AUC from the select half, metrics on the evaluation records."""
-    fm, fn = (score(s) for s in sets.fit)
-    sm, sn = (score(s) for s in sets.select)
-    em, en = (score(s) for s in sets.evaluation)
+def scored_attack(name: str, score, sets: Sets, seed: int = 0, bootstrap: int = 1000) -> AttackResult:
+    """Threshold from the fit half, selection AUC from the select half, metrics on the evaluation records.
+
+    ``score`` is called once, on all six record sets together: a score that pools over its candidates (LiRA's
+    global variance) must not be pooled over members and non-members separately, or the two sides are
+    scored on different scales.
+    """
+    groups = [*sets.fit, *sets.select, *sets.evaluation]
+    scores = np.asarray(score(np.concatenate(groups)))
+    if scores.shape != (sum(len(g) for g in groups),):
+        raise ValueError(f"attack {name!r} returned scores of shape {scores.shape} for {sum(map(len, groups))} records")
+    fm, fn, sm, sn, em, en = np.split(scores, np.cumsum([len(g) for g in groups])[:-1])
     selection = float(roc_auc_score(np.r_[np.ones(sm.size), np.zeros(sn.size)], np.r_[sm, sn]))
     return membership_metrics(name, em, en, fit_threshold(fm, fn), selection_auc=selection, seed=seed,
                               bootstrap=bootstrap)

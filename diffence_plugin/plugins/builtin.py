@@ -3,16 +3,21 @@ AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output mo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .hookspecs import hookimpl
 
 
 def _diffence(reconstructor=None, path=None, calibration=None, **config):
-    from ..defense import Diffence
+    from ..defense import CONFIG_FILE, Diffence
     from ..reconstruct import Reconstructor
 
     if (reconstructor is None) == (path is None):
         raise ValueError("the 'diffence' defense needs exactly one of reconstructor= or path= (a saved model)")
-    defense = Diffence(reconstructor or Reconstructor.from_pretrained(path), **config)
+    if path is not None and (Path(path) / CONFIG_FILE).is_file():  # a whole defense, secret seed included
+        defense = Diffence.from_pretrained(path, **config)
+    else:
+        defense = Diffence(reconstructor or Reconstructor.from_pretrained(path), **config)
     if calibration is not None:
         defense.load_calibration(calibration)
     return defense

@@ -26,7 +26,10 @@ from ..evaluation.runner import (ShadowDiffence, attacker_universe, compare_to, 
                                  evaluate_defense, labels_kept, roles_of, selection_spread, shadow_pool,
                                  undefended_releases, undefended_view)
 from ..plugins import DefensePipeline
+from ..randomness import experiment_seed
 from ..reconstruct import tiny_unet_config
+
+DIGITS_LEVELS = 16  # sklearn's digits hold 17 grey levels, k / 16: the quantised key's grid
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
     done = _phase(log, timings, "diffence_s", f"[3/6] Diffence: reconstructing "
                   f"{sum(len(getattr(split, r)) for r in roles)} inputs x {s.n} (t={s.t}, k={s.k})")
     defenses, cands, diffence_released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k,
-                                                             seed=s.seed, progress=progress)
+                                                             seed=experiment_seed(s.seed), progress=progress,
+                                                             levels=DIGITS_LEVELS)
     released = {"undefended": undefended_releases(model, x, split), **diffence_released}
     memguards = {}
     if s.memguard:
@@ -116,8 +120,8 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "dif
         attacker_ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet,
                                         steps=s.ddpm_steps, max_timestep=s.ddpm_max_timestep, seed=s.seed + 1,
                                         progress=progress)
-        attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=s.seed + 1, output="logits",
-                            progress=progress)
+        attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed + 1),
+                            output="logits", progress=progress, levels=DIGITS_LEVELS)
         images = attacker.reconstructions(torch.from_numpy(x[universe]))
         views["undefended"] = plain = undefended_view(refs, x, universe)
         for scenario in (1, 2, 3):

@@ -28,6 +28,7 @@ from ..evaluation.report import machine
 from ..evaluation.runner import (compare_to, diffence_scenarios, evaluate_defense, labels_kept,
                                  undefended_releases)
 from ..plugins import DefensePipeline
+from ..randomness import experiment_seed
 from ..reconstruct import cifar_unet_config
 
 
@@ -131,7 +132,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     clock = time.perf_counter()
     log(f"Diffence on {2 * need} inputs x {s.n} reconstructions")
     defenses, cands, released = diffence_scenarios(model, reconstructor, data.x_train, split, n=s.n, t=s.t, k=s.k,
-                                                   seed=s.seed, progress=progress,
+                                                   seed=experiment_seed(s.seed), progress=progress,
                                                    max_batch=s.max_batch,
                                                    autocast=torch.bfloat16 if dev.type == "cuda" else None)
     timings["diffence_s"] = time.perf_counter() - clock

@@ -1,0 +1,274 @@
+"""Adaptive attackers and the deterministic mode that must hold against them: near-duplicate keys, the
+secret seed, label-only noise robustness, recovery statistics, and thread-safe shared reconstruction."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from diffence_plugin import Diffence
+from diffence_plugin.evaluation.adaptive import (PERTURBATIONS, averaged_release, combine, label_only_lira,
+                                                 label_survival, perturbed_copies, recovery)
+from diffence_plugin.evaluation.metrics import membership_metrics
+from diffence_plugin.randomness import canonical, input_keys, lsh_buckets
+
+from .conftest import LinearClassifier, make_reconstructor
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return make_reconstructor()
+
+
+@pytest.fixture(scope="module")
+def grid_images():
+    """Images on the 17 grey levels of sklearn's digits (k / 16), with zero pixels."""
+    gen = torch.Generator().manual_seed(3)
+    return (torch.randint(0, 17, (6, 1, 8, 8), generator=gen) * (torch.rand(6, 1, 8, 8, generator=gen) > 0.4)) / 16
+
+
+# ---- perturbations -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", sorted(PERTURBATIONS))
+def test_perturbed_copies_change_what_each_kind_says(grid_images, kind):
+    x = grid_images.numpy()
+    copies = perturbed_copies(x, kind, 5, seed=0)
+    assert copies.shape == (5, *x.shape) and copies.dtype == np.float32
+    assert copies.min() >= 0 or kind == "zero_sign" and (copies[copies < 0] == 0).all()
+    assert copies.max() <= 1
+    diff = copies - x[None]
+    changed = (copies.view(np.uint32) != x[None].view(np.uint32)).reshape(5, len(x), -1).sum(-1)
+    if kind == "exact":
+        assert (changed == 0).all()
+    elif kind == "zero_sign":
+        assert (diff == 0).all() and (changed >= 1).all()  # same values, other bytes
+        assert np.signbit(copies[copies == 0]).any()
+    elif kind == "ulp":
+        assert (changed == 1).all() and 0 < np.abs(diff).max() < 1e-7
+    elif kind == "grey_level":
+        assert (changed == 1).all()
+        np.testing.assert_allclose(np.abs(diff).reshape(5, len(x), -1).sum(-1), 1 / 255, atol=1e-6)
+    else:
+        assert (changed > 20).all() and 0.3 / 255 < diff.std() < 1.5 / 255
+
+
+# ---- keys --------------------------------------------------------------------------------------------------
+
+def test_quantised_key_ignores_sub_level_changes_and_raw_key_does_not(grid_images):
+    x = grid_images
+    for kind in ("zero_sign", "ulp", "grey_level", "gaussian"):
+        copy = torch.from_numpy(perturbed_copies(x.numpy(), kind, 1, seed=1)[0])
+        assert input_keys(copy, "quantised", levels=16) == input_keys(x, "quantised", levels=16), kind
+        assert all(a != b for a, b in zip(input_keys(copy, "raw"), input_keys(x, "raw"))), kind
+        torch.testing.assert_close(canonical(copy, 16), x, rtol=0, atol=0)
+    neg_zero = x.clone()
+    neg_zero[x == 0] = -0.0
+    assert input_keys(neg_zero, "quantised", levels=16) == input_keys(x, "quantised", levels=16)
+    a_level = x.clone()
+    a_level[0, 0, 0, 0] = 1.0 - x[0, 0, 0, 0]  # a whole grey-level change is a different query
+    assert input_keys(a_level, "quantised", levels=16)[0] != input_keys(x, "quantised", levels=16)[0]
+
+
+def test_lsh_key_is_stable_within_its_radius_and_moves_beyond_it():
+    """Share of Gaussian-perturbed copies keeping the LSH key: near 1 for tiny changes, lower for large ones,
+    and at least the bound 1 - 0.8 * projections * d / width for pooled-image L2 changes d."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.round(torch.rand(200, 1, 8, 8, generator=gen) * 255) / 255
+    base = lsh_buckets(x, 255, 4, 2.0, seed=9)
+    shares = {}
+    for sd in (1 / 255, 8 / 255, 64 / 255):
+        y = (x + sd * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+        moved = lsh_buckets(y, 255, 4, 2.0, seed=9)
+        shares[sd] = float((moved == base).all(-1).double().mean())
+        pooled = torch.nn.functional.adaptive_avg_pool2d(canonical(y, 255) - x, 4).flatten(1).norm(dim=1)
+        bound = 1 - 0.8 * 4 * float(pooled.mean()) / 2.0
+        assert shares[sd] >= bound - 3 * np.sqrt(0.25 / 200), (sd, shares[sd], bound)
+    assert shares[1 / 255] >= 0.97 and shares[64 / 255] < shares[1 / 255]
+    other_secret = lsh_buckets(x, 255, 4, 2.0, seed=10)
+    assert not torch.equal(other_secret, base)  # the bucket edges come from the secret seed
+
+
+@pytest.mark.parametrize("key", ["quantised", "lsh"])
+def test_near_duplicates_get_the_identical_release(rec, grid_images, key):
+    """A selected reconstruction is released identically; where no reconstruction kept the label, the model's
+    own output on the query is released (no randomness there to average away)."""
+    model = LinearClassifier().eval()
+    defense = Diffence(rec, n=4, t=40, k=10, scenario=3, seed=5, key=key, levels=16)
+    first = defense.defend_detailed(model, grid_images)
+    assert (first.index >= 0).sum() >= 3
+    for kind in ("zero_sign", "ulp", "grey_level", "gaussian"):
+        copy = torch.from_numpy(perturbed_copies(grid_images.numpy(), kind, 1, seed=2)[0])
+        again = defense.defend_detailed(model, copy)
+        torch.testing.assert_close(again.index, first.index, msg=kind)
+        chosen = first.index >= 0
+        torch.testing.assert_close(again.probs[chosen], first.probs[chosen], rtol=0, atol=1e-6, msg=kind)
+        with torch.no_grad():
+            torch.testing.assert_close(again.probs[~chosen], torch.softmax(model(copy[~chosen]), -1), msg=kind)
+    raw = Diffence(rec, n=4, t=40, k=10, scenario=3, seed=5, key="raw", levels=16)
+    copy = torch.from_numpy(perturbed_copies(grid_images.numpy(), "ulp", 1, seed=2)[0])
+    assert not torch.allclose(raw.defend(model, copy), raw.defend(model, grid_images), atol=1e-4)
+
+
+def test_the_key_changes_no_label(rec, images):
+    """Accuracy and label preservation do not depend on the key: every release keeps the model's label."""
+    model = LinearClassifier().eval()
+    with torch.no_grad():
+        labels = model(images).argmax(-1)
+    off_grid = (images + 0.3 / 255).clamp(0, 1)  # the label is the model's on the input as given
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in ("raw", "quantised", "lsh"):
+            for x, want in ((images, labels), (off_grid, model(off_grid).argmax(-1))):
+                out = Diffence(rec, n=4, t=40, k=10, scenario=3, seed=5, key=key).defend(model, x)
+                assert torch.equal(out.argmax(-1), want), key
+
+
+def test_inputs_off_the_declared_grid_are_warned_about(rec, grid_images):
+    model = LinearClassifier().eval()
+    with pytest.warns(UserWarning, match="not on the grid of levels=255"):
+        Diffence(rec, n=2, t=40, k=10, scenario=3, seed=5).defend(model, grid_images)  # digits need levels=16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Diffence(rec, n=2, t=40, k=10, scenario=3, seed=5, levels=16).defend(model, grid_images)
+
+
+# ---- the secret seed ---------------------------------------------------------------------------------------
+
+def test_seed_defaults_to_a_fresh_secret_and_save_pretrained_keeps_it(rec, images, tmp_path):
+    model = LinearClassifier().eval()
+    a, b = Diffence(rec, n=3, scenario=3), Diffence(rec, n=3, scenario=3)
+    assert a.config.seed != b.config.seed and min(a.config.seed, b.config.seed) > 2**32
+    assert not torch.allclose(a.defend(model, images), b.defend(model, images))
+    a.save_pretrained(tmp_path / "defense")
+    assert (tmp_path / "defense" / "diffence.json").stat().st_mode & 0o077 == 0  # owner-only: it holds a secret
+    loaded = Diffence.from_pretrained(tmp_path / "defense")
+    assert loaded.config == a.config
+    torch.testing.assert_close(loaded.defend(model, images), a.defend(model, images))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        b.save_pretrained(tmp_path / "defense")
+    assert Diffence.from_pretrained(tmp_path / "defense").config.seed == a.config.seed  # nothing replaced
+
+
+def test_saved_defense_files_are_checked(rec, tmp_path):
+    Diffence(rec, n=3, scenario=3).save_pretrained(tmp_path / "d")
+    (tmp_path / "d" / "diffence.json").write_text('{"format": "diffence-plugin/defense", "config": {"n": 3, "x": 1}}')
+    with pytest.raises(ValueError, match=r"unknown Diffence setting\(s\) \['x'\]"):
+        Diffence.from_pretrained(tmp_path / "d")
+    (tmp_path / "d" / "diffence.json").write_text("not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Diffence.from_pretrained(tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        Diffence.from_pretrained(tmp_path / "nowhere")
+
+
+def test_a_small_fixed_seed_is_warned_about_outside_tests(rec, monkeypatch):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    with pytest.warns(UserWarning, match="seed=0 is small enough to guess"):
+        Diffence(rec, n=2, scenario=3, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Diffence(rec, n=2, scenario=3)  # a drawn secret
+        Diffence(rec, n=2, scenario=3, seed=2**40 + 7)
+
+
+# ---- "mean" has no image; shared reconstruction is thread safe ----------------------------------------------
+
+def test_purify_refuses_the_mean_scenario(rec, images):
+    from diffence_plugin.adapters.art import DiffencePreprocessor
+
+    model = LinearClassifier().eval()
+    mean = Diffence(rec, n=3, scenario="mean", seed=5)
+    with pytest.raises(ValueError, match='scenario "mean"'):
+        mean.purify(model, images)
+    with pytest.raises(ValueError, match='scenario "mean"'):
+        DiffencePreprocessor(mean, model)
+    assert (mean.defend_detailed(model, images).index == -2).all()  # MEAN, not ORIGINAL (-1)
+
+
+def test_defenses_with_different_strides_share_a_reconstructor_across_threads(images):
+    rec = make_reconstructor(seed=4)
+    model = LinearClassifier().eval()
+    defenses = [Diffence(rec, n=3, t=40, k=k, scenario=3, seed=5) for k in (10, 20, 40, 10, 20, 40)]
+    expected = [d.defend(model, images) for d in defenses]
+    results: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(defenses))}
+    barrier = threading.Barrier(len(defenses))
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(4):
+            results[i].append(defenses[i].defend(model, images))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(defenses))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, outs in results.items():
+        assert len(outs) == 4
+        for out in outs:
+            torch.testing.assert_close(out, expected[i], rtol=0, atol=1e-6)
+
+
+# ---- the adaptive attacks ----------------------------------------------------------------------------------
+
+def test_averaging_fresh_noise_converges_and_identical_answers_do_not_move():
+    rng = np.random.default_rng(0)
+    truth = np.array([[0.7, 0.3], [0.2, 0.8]])
+
+    def noisy(batch):  # a release whose noise is fresh on every query
+        return truth[np.arange(len(batch)) % 2] + rng.normal(0, 0.1, (len(batch), 2))
+
+    copies = np.zeros((400, 2, 1, 2, 2), dtype=np.float32)
+    np.testing.assert_allclose(averaged_release(noisy, copies), truth, atol=0.03)  # sd 0.1 / sqrt(400) = 0.005
+    fixed = averaged_release(lambda b: truth[np.arange(len(b)) % 2], copies)
+    np.testing.assert_allclose(fixed, truth, rtol=0, atol=1e-12)
+
+
+def test_label_survival_matches_its_closed_form():
+    """Label = (mean pixel > 0.5); a record at mean m keeps its label under N(0, s^2) pixel noise with
+    probability Phi(|m - 0.5| / (s / sqrt(D))) (no clipping: pixels stay inside [0, 1])."""
+    d, s = 16, 0.05
+    m = np.array([0.52, 0.5 + 0.0125, 0.48, 0.55])
+    x = np.broadcast_to(m[:, None, None, None], (4, 1, 4, 4)).astype(np.float32)
+    y = (m > 0.5).astype(int)
+
+    def labels_of(batch):
+        up = batch.reshape(len(batch), -1).mean(-1) > 0.5
+        return np.stack([~up, up], -1).astype(float)
+
+    survival = label_survival(labels_of, x, y, sigma=s, queries=4000, seed=0)
+    expected = norm.cdf(np.abs(m - 0.5) / (s / np.sqrt(d)))
+    np.testing.assert_allclose(survival, expected, atol=4 * np.sqrt(0.25 / 4000))
+
+
+def test_label_only_lira_separates_members_whose_survival_is_higher():
+    rng = np.random.default_rng(1)
+    r, s, q = 16, 200, 50
+    in_mask = rng.random((r, s)) < 0.5
+    refs = np.clip(rng.normal(0.6 + 0.2 * in_mask, 0.05), 0, 1)
+    member = rng.random(s) < 0.5
+    target = np.clip(rng.normal(0.6 + 0.2 * member, 0.05), 0, 1)
+    scores = label_only_lira(target, refs, in_mask, q)
+    assert membership_metrics("x", scores[member], scores[~member]).auc > 0.95
+
+
+def test_recovery_of_an_attack_against_itself_is_zero_and_combine_uses_the_informative_score():
+    rng = np.random.default_rng(2)
+    m, n = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
+    single = membership_metrics("a", m, n)
+    same = recovery(single, single, bootstrap=200)
+    assert same["auc_change"] == 0 and same["auc_ci"] == [0, 0] and same["tpr@0.01_change"] == 0
+    better = membership_metrics("b", m + 1.0, n)
+    up = recovery(better, single, bootstrap=200)
+    assert up["auc_change"] > 0 and up["auc_ci"][0] > 0
+    fm = np.stack([rng.normal(1.5, 1, 200), rng.normal(0, 1, 200)], -1)
+    fn = np.stack([rng.normal(0, 1, 200), rng.normal(0, 1, 200)], -1)
+    score = combine(fm, fn)
+    em = np.stack([rng.normal(1.5, 1, 300), rng.normal(0, 1, 300)], -1)
+    en = np.stack([rng.normal(0, 1, 300), rng.normal(0, 1, 300)], -1)
+    assert membership_metrics("c", score(em), score(en)).auc > 0.8
