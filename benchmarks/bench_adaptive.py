@@ -3,7 +3,7 @@ number of copies M, under the old key (raw float32 bytes) and the new ones (quan
 queries without the deterministic mode; the recovery curve beyond the quantisation radius; and the label-only
 noise-robustness attack, alone and combined with the soft-label LiRA.
 
-    python benchmarks/bench_adaptive.py --out runs/adaptive          # about 70 minutes on 2 CPU cores
+    python benchmarks/bench_adaptive.py --out runs/adaptive          # about 40 minutes on 2 CPU cores
     python benchmarks/bench_adaptive.py --out runs/adaptive-smoke --quick
 
 Every figure is scored on the demo's 150 + 150 evaluation records; attacks are fitted on the attacker's
@@ -137,10 +137,10 @@ def main() -> None:
                                     seed=s.seed) for d in DEFENSES}
 
     big = 8 if args.quick else 64
-    copies_of = {"raw": {"zero_sign": 8, "ulp": big, "grey_level": 8, "gaussian": 8},
+    copies_of = {"raw": {"zero_sign": 8, "ulp": 8, "grey_level": 8, "gaussian": 8},  # M = 64: 1 h more of CPU
                  "quantised": {k: big for k in ("zero_sign", "ulp", "grey_level", "gaussian")},
                  "lsh": {k: big for k in ("zero_sign", "ulp", "grey_level", "gaussian")}}
-    beyond = [1 / 16, 4 / 16]  # one and four of the digits' grey levels: past the quantised key's radius
+    beyond = {"quantised": [1 / 16], "lsh": [1 / 16, 4 / 16]}  # one and four grey levels: past the quantum
     table, checks = [], {}
     defender = (x[split.defender_members], x[split.defender_nonmembers])
     for mode in ("raw", "quantised", "lsh"):
@@ -150,8 +150,7 @@ def main() -> None:
         releases.remember(x[records])
         single = evaluate(releases(x[records]))
         runs = [(kind, 1 / 255, m) for kind, m in copies_of[mode].items()]
-        if mode != "raw":
-            runs += [("grey_level", size, 8) for size in beyond]
+        runs += [("grey_level", size, 8) for size in beyond.get(mode, [])]
         for kind, size, most in runs:
             copies = perturbed_copies(x[records], kind, most, size=size, seed=s.seed + 7)
             if mode == "quantised" and kind == "gaussian":  # the cache must equal a direct run
@@ -250,20 +249,22 @@ def label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, ev
 
 
 def soft_scores(view, releases, x, y, records, defense):
-    """LiRA (online, global variance) on the single-query release of ``defense``, for any attacker record."""
+    """LiRA (online, global variance) on the single-query release of ``defense``, scored once over all the
+    attacker's and evaluation records (one pooled variance), then looked up by record."""
     answers = releases(x[records])[defense]
+    pos = view.positions(records)
+    pooled = LiRA().score(logit_confidence(answers, y[records]), logit_confidence(view.probs[:, pos], y[records]),
+                          view.in_mask[:, pos])
     where = {int(i): p for p, i in enumerate(records)}
-
-    def score(idx):
-        pos = view.positions(idx)
-        target = logit_confidence(answers[[where[int(i)] for i in idx]], y[idx])
-        return LiRA().score(target, logit_confidence(view.probs[:, pos], y[idx]), view.in_mask[:, pos])
-    return score
+    return lambda idx: pooled[[where[int(i)] for i in idx]]
 
 
 def print_tables(result: dict) -> None:
     def ci(c):
         return f"[{c[0]:+.3f}, {c[1]:+.3f}]"
+
+    def band(c):
+        return f"[{c[0]:.3f}, {c[1]:.3f}]"
 
     def tpr(v):
         return "n/a" if v is None else f"{100 * v:.1f}%"
@@ -280,11 +281,11 @@ def print_tables(result: dict) -> None:
               f"{lira['recovery']['auc_change']:+.3f} {ci(lira['recovery']['auc_ci'])} |")
     lo = result["label_only"]
     print(f"\nlabel-only (sigma {lo['sigma']}, {lo['queries']} queries; identical under every defense that keeps "
-          f"labels): survival count AUC {lo['count']['auc']:.3f} {ci(lo['count']['auc_ci'])}, TPR@1% "
-          f"{tpr(lo['count']['tpr@0.01'])}; survival LiRA AUC {lo['lira']['auc']:.3f} {ci(lo['lira']['auc_ci'])}, "
+          f"labels): survival count AUC {lo['count']['auc']:.3f} {band(lo['count']['auc_ci'])}, TPR@1% "
+          f"{tpr(lo['count']['tpr@0.01'])}; survival LiRA AUC {lo['lira']['auc']:.3f} {band(lo['lira']['auc_ci'])}, "
           f"TPR@1% {tpr(lo['lira']['tpr@0.01'])}")
     for d, c in lo["combined"].items():
-        print(f"  combined with soft LiRA on {d}: AUC {c['auc']:.3f} {ci(c['auc_ci'])} (soft alone {c['soft_lira_auc']:.3f},"
+        print(f"  combined with soft LiRA on {d}: AUC {c['auc']:.3f} {band(c['auc_ci'])} (soft alone {c['soft_lira_auc']:.3f},"
               f" change {c['recovery_over_soft']['auc_change']:+.3f} {ci(c['recovery_over_soft']['auc_ci'])})")
     print(f"\nchecks: {result['checks']}; {result['seconds']:.0f} s on {result['machine']}")
 
