@@ -106,7 +106,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/adaptive")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the numbers")
+    parser.add_argument("--table", help="only print the tables of an adaptive.json this script wrote")
     args = parser.parse_args()
+    if args.table:
+        print_tables(json.loads(Path(args.table).read_text()))
+        return
     start = time.perf_counter()
     s = DemoSettings(seed=args.seed)
     if args.quick:
@@ -270,15 +274,21 @@ def print_tables(result: dict) -> None:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
     print("\n| key | perturbation | size | M | defense | chosen attack AUC | change [95% CI] | TPR@1%FPR change "
-          "| LiRA AUC | LiRA change [95% CI] |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "[95% CI] | LiRA AUC | LiRA change [95% CI] | LiRA TPR@1%FPR change [95% CI] |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def tpr_change(rec):
+        if rec["tpr@0.01_change"] is None:
+            return "n/a"
+        lo, hi = rec["tpr@0.01_ci"]
+        return f"{100 * rec['tpr@0.01_change']:+.1f} pt [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
     for r in result["rows"]:
         b, lira = r["best"], r["lira"]
-        bt = b["recovery"]["tpr@0.01_change"]
         print(f"| {r['mode']} | {r['kind']} | {r['size']:.4f} | {r['copies']} | {r['defense']} | {b['auc']:.3f} "
               f"({b['attack']}) | {b['recovery']['auc_change']:+.3f} {ci(b['recovery']['auc_ci'])} | "
-              f"{'n/a' if bt is None else f'{100 * bt:+.1f} pt'} | {lira['auc']:.3f} | "
-              f"{lira['recovery']['auc_change']:+.3f} {ci(lira['recovery']['auc_ci'])} |")
+              f"{tpr_change(b['recovery'])} | {lira['auc']:.3f} | "
+              f"{lira['recovery']['auc_change']:+.3f} {ci(lira['recovery']['auc_ci'])} | {tpr_change(lira['recovery'])} |")
     lo = result["label_only"]
     print(f"\nlabel-only (sigma {lo['sigma']}, {lo['queries']} queries; identical under every defense that keeps "
           f"labels): survival count AUC {lo['count']['auc']:.3f} {band(lo['count']['auc_ci'])}, TPR@1% "
