@@ -172,6 +172,7 @@ def main() -> None:
                                   **summarise(rows[d], single[d], s.seed)})
             print(f"{mode} {kind} size {size:.4f} M<={most}: {releases.reconstructed - before} reconstructions, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
+            save(args.out, {"settings": dataclasses.asdict(s), "rows": table, "checks": checks, "partial": True})
 
     # repeated exact queries without the deterministic mode (fresh noise per query)
     fresh = Releases(Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed),
@@ -189,12 +190,17 @@ def main() -> None:
                                     Releases(Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3,
                                                       seed=experiment_seed(s.seed), output="logits", levels=16),
                                              model, defender), checks, quick=args.quick)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     result = {"settings": dataclasses.asdict(s), "rows": table, "label_only": label_only, "checks": checks,
               "seconds": time.perf_counter() - start, "machine": machine()}
-    (out / "adaptive.json").write_text(json.dumps(result, indent=2, default=float))
+    save(args.out, result)
     print_tables(result)
+
+
+def save(folder: str, result: dict) -> None:
+    """Write ``adaptive.json`` (after every step, so a long run that is stopped keeps what it measured)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "adaptive.json").write_text(json.dumps(result, indent=2, default=float))
 
 
 def label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, evaluate, releases, checks,
@@ -289,7 +295,10 @@ def print_tables(result: dict) -> None:
               f"({b['attack']}) | {b['recovery']['auc_change']:+.3f} {ci(b['recovery']['auc_ci'])} | "
               f"{tpr_change(b['recovery'])} | {lira['auc']:.3f} | "
               f"{lira['recovery']['auc_change']:+.3f} {ci(lira['recovery']['auc_ci'])} | {tpr_change(lira['recovery'])} |")
-    lo = result["label_only"]
+    lo = result.get("label_only")
+    if lo is None:
+        print("\n(partial run: no label-only results)")
+        return
     print(f"\nlabel-only (sigma {lo['sigma']}, {lo['queries']} queries; identical under every defense that keeps "
           f"labels): survival count AUC {lo['count']['auc']:.3f} {band(lo['count']['auc_ci'])}, TPR@1% "
           f"{tpr(lo['count']['tpr@0.01'])}; survival LiRA AUC {lo['lira']['auc']:.3f} {band(lo['lira']['auc_ci'])}, "
