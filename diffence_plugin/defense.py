@@ -253,6 +253,9 @@ class Diffence:
     def defend_detailed(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None,
                         return_images: bool = False) -> DefenseOutput:
         """Like ``defend`` but also returns the chosen index, the original labels and optionally the images."""
+        if return_images and self.config.scenario == "mean":
+            raise ValueError('no image to return: scenario "mean" releases the average prediction over all n '
+                             "reconstructions, not one selected reconstruction; use scenario 1, 2 or 3")
         x = self._check_input(x)
         probs, index, labels, images = [], [], [], []
         for chunk, cands, recon in self._process(classifier, x, nb_classes, return_images):
@@ -261,8 +264,6 @@ class Diffence:
             index.append(chosen.index)
             labels.append(cands.original_log_probs.argmax(dim=-1))
             if return_images:
-                if self.config.scenario == "mean":
-                    raise ValueError('scenario "mean" selects no single reconstruction: there is no image to return')
                 picked = recon[torch.arange(len(chunk), device=recon.device), chosen.index.clamp_min(0).to(recon.device)]
                 keep = (chosen.index == ORIGINAL).to(recon.device).view(-1, 1, 1, 1)
                 images.append(torch.where(keep, chunk.float(), picked))
@@ -275,9 +276,6 @@ class Diffence:
 
     def purify(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None) -> torch.Tensor:
         """The selected reconstruction of each input (the input itself where none kept its label)."""
-        if self.config.scenario == "mean":
-            raise ValueError('purify needs one selected reconstruction per input, but scenario "mean" releases the '
-                             "average prediction over all n reconstructions; use scenario 1, 2 or 3")
         return self.defend_detailed(classifier, x, nb_classes=nb_classes, return_images=True).images
 
     def fit(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None = None,
