@@ -107,9 +107,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the numbers")
     parser.add_argument("--table", help="only print the tables of an adaptive.json this script wrote")
+    parser.add_argument("--condensed", action="store_true",
+                        help="with --table: one row per perturbation, size and M; keys and scenarios as columns")
     args = parser.parse_args()
     if args.table:
-        print_tables(json.loads(Path(args.table).read_text()))
+        (print_condensed if args.condensed else print_tables)(json.loads(Path(args.table).read_text()))
         return
     start = time.perf_counter()
     s = DemoSettings(seed=args.seed)
@@ -267,6 +269,33 @@ def soft_scores(view, releases, x, y, records, defense):
                           view.in_mask[:, pos])
     where = {int(i): p for p, i in enumerate(records)}
     return lambda idx: pooled[[where[int(i)] for i in idx]]
+
+
+def print_condensed(result: dict) -> None:
+    """Two markdown tables (chosen attack's AUC recovery; LiRA's TPR@1%FPR recovery in points), one row per
+    perturbation, size and M, one column per key and Diffence scenario."""
+    modes = [m for m in ("raw", "quantised", "lsh", "non-deterministic") if any(r["mode"] == m for r in result["rows"])]
+    columns = [(m, d) for m in modes for d in ("scenario_1", "scenario_3")]
+    cells = {(r["mode"], r["kind"], r["size"], r["copies"], r["defense"]): r for r in result["rows"]}
+    keys = sorted({(r["kind"], r["size"], r["copies"]) for r in result["rows"]},
+                  key=lambda k: (["exact", "zero_sign", "ulp", "grey_level", "gaussian"].index(k[0]), k[1], k[2]))
+    header = "| perturbation | size | M | " + " | ".join(f"{m} {d[-1] and 'S' + d[-1]}" for m, d in columns) + " |"
+    for title, cell in (
+            ("chosen attack: AUC(averaged M copies) - AUC(single query) [95% CI]",
+             lambda r: f"{r['best']['recovery']['auc_change']:+.3f} [{r['best']['recovery']['auc_ci'][0]:+.3f}, "
+                       f"{r['best']['recovery']['auc_ci'][1]:+.3f}]"),
+            ("LiRA: TPR@1%FPR(averaged) - TPR@1%FPR(single), points [95% CI]",
+             lambda r: "n/a" if r["lira"]["recovery"]["tpr@0.01_change"] is None else
+             f"{100 * r['lira']['recovery']['tpr@0.01_change']:+.1f} [{100 * r['lira']['recovery']['tpr@0.01_ci'][0]:+.1f},"
+             f" {100 * r['lira']['recovery']['tpr@0.01_ci'][1]:+.1f}]")):
+        print(f"\n{title}\n\n{header}\n|" + "---|" * (3 + len(columns)))
+        for kind, size, m in keys:
+            row = [cell(cells[(mode, kind, size, m, d)]) if (mode, kind, size, m, d) in cells else "-"
+                   for mode, d in columns]
+            print(f"| {kind} | {size:.4f} | {m} | " + " | ".join(row) + " |")
+    base = {(r["mode"], r["defense"]): r for r in result["rows"] if r["copies"] == 1 and r["kind"] == "zero_sign"}
+    print("\nsingle-query chosen-attack AUC per key: " + "; ".join(
+        f"{m} {d}: {r['best']['auc'] - r['best']['recovery']['auc_change']:.3f}" for (m, d), r in base.items()))
 
 
 def print_tables(result: dict) -> None:

@@ -55,6 +55,7 @@ def _demo(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    _log_to_stderr()
     from .evaluation.report import format_attack_table, format_change_table, format_table
     from .recipes.demo import DemoSettings, run_demo
 
@@ -119,10 +120,11 @@ def _load_images(path: str):
 
 
 def _train_diffusion(args: argparse.Namespace) -> int:
-    _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width)
+    _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width, max_seconds=args.max_seconds)
     if args.images and not Path(args.images).is_file():
         raise UsageError(f"images file {args.images!r} does not exist")
     out = _out_folder(args.out, args.overwrite)
+    _log_to_stderr()
     import numpy as np
     import torch
 
@@ -145,9 +147,12 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     reconstructor = train_diffusion(torch.from_numpy(np.asarray(images)), unet_config=unet_config,
                                     steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                     max_timestep=args.max_timestep, seed=args.seed, device=device,
-                                    checkpoint=args.checkpoint, progress=not args.no_progress)
+                                    checkpoint=args.checkpoint, progress=not args.no_progress,
+                                    max_seconds=args.max_seconds)
     reconstructor.save_pretrained(out)
-    print(f"saved the diffusion model to {out}")
+    run = reconstructor.training
+    print(f"saved the diffusion model to {out} (step {run['steps']} of {run['max_steps']}, "
+          f"{run['steps_this_run']} steps in {run['seconds_this_run']:.0f} s this run, stopped by {run['stopped']})")
     return 0
 
 
@@ -243,18 +248,59 @@ def _reproduce(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--data folder {args.data!r} does not exist; {args.dataset} is read from a folder holding "
                          f"{LAYOUTS[args.dataset]}")
-    out = _out_folder(args.out, args.overwrite)
-    from .evaluation.report import format_table
-    from .recipes.reproduce import ReproduceSettings, reproduce
+    import dataclasses
 
-    settings = ReproduceSettings(dataset=args.dataset, target_epochs=args.epochs, ddpm_seconds=args.ddpm_seconds,
-                                 members=args.members, calibration=args.calibration, evaluation=args.evaluation,
-                                 attacker=args.attacker, seed=args.seed)
+    from .recipes.reproduce import CpuSettings, ReproduceSettings, reproduce, reproduce_cpu
+
+    given = {"members": args.members, "calibration": args.calibration, "attacker": args.attacker,
+             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_seconds": args.ddpm_seconds}
+    given = {k: v for k, v in given.items() if v is not None}
+    preset = CpuSettings() if args.preset == "cpu" else ReproduceSettings()
+    try:
+        settings = dataclasses.replace(preset, dataset=args.dataset, seed=args.seed, **given)
+        if args.preset == "cpu":
+            split_needs = settings.calibration + settings.attacker + settings.evaluation
+            if split_needs > settings.members:
+                raise ValueError(f"the member roles need {split_needs} members, --members is {settings.members}")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    out = _out_folder(args.out, args.overwrite)
+    _log_to_stderr()
+    from .evaluation.report import format_change_table, format_table
+
+    if args.preset == "cpu":
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        results = reproduce_cpu(args.data, settings, out_dir=out, progress=not args.no_progress)
+        print("\n" + format_table(results) + "\n\n" + format_change_table(results))
+        print(f"\ntarget accuracy {results['target_accuracy']}; {results['seconds']:.0f} s in all; "
+              f"wrote {out / 'results.json'}")
+        return 0
     results = reproduce(args.data, settings, out_dir=out, progress=not args.no_progress)
     print(format_table(results))
     print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
           + f"; total {results['total_s']:.0f} s on {results['device']}")
     return 0
+
+
+def _log_to_stderr() -> None:
+    """Show the library's progress lines (``diffence_plugin`` logger, INFO) on stderr, once."""
+    import logging
+
+    class Stderr(logging.StreamHandler):
+        """Writes to whatever ``sys.stderr`` is when a line is logged (so redirections and tests see it)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    logger = logging.getLogger("diffence_plugin")
+    if not any(getattr(h, "diffence_cli", False) for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler.diffence_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -310,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train only on timesteps <= this (Diffence needs <= t)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    train.add_argument("--max-seconds", type=float, default=None,
+                       help="stop once this much training time is spent (the steps run are reported and saved)")
     train.add_argument("--checkpoint", help="resumable training checkpoint file")
     train.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     train.add_argument("--no-progress", action="store_true")
@@ -323,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "split, tested on the test set")
     target.add_argument("--data", help="folder with the dataset's files (not for digits)")
     target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default 25,000)")
-    target.add_argument("--model", default="digits_mlp", help="digits_mlp, digits_cnn, resnet18 or densenet121")
+    target.add_argument("--model", default="digits_mlp", help="digits_mlp, digits_cnn, cifar_cnn, resnet18 or densenet121")
     target.add_argument("--epochs", type=int, default=100)
     target.add_argument("--batch-size", type=int, default=64)
     target.add_argument("--lr", type=float, default=1e-3)
@@ -337,16 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--no-progress", action="store_true")
     target.set_defaults(func=_train_target)
 
-    rep = _command(sub, "reproduce", "the paper's experiment (ResNet-18, 25,000 members), sized for one GPU",
-                   "diffence reproduce cifar10 --data ../shared/data/cifar10 --out runs/reproduce")
+    rep = _command(sub, "reproduce", "the paper's CIFAR experiment: --preset gpu (ResNet-18, 25,000 members, one GPU) or "
+                   "--preset cpu (a small CNN, 2,500 members, the full audit, under 45 min on 2 cores)",
+                   "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
-    rep.add_argument("--members", type=int, default=25_000)
-    rep.add_argument("--calibration", type=int, default=1_000)
-    rep.add_argument("--attacker", type=int, default=1_000)
-    rep.add_argument("--evaluation", type=int, default=2_000)
-    rep.add_argument("--epochs", type=int, default=30)
-    rep.add_argument("--ddpm-seconds", type=float, default=150.0)
+    rep.add_argument("--preset", choices=("gpu", "cpu"), default="gpu",
+                     help="sizes: gpu (the paper's, ReproduceSettings) or cpu (CpuSettings)")
+    rep.add_argument("--members", type=int, default=None, help="target training records (default: the preset's)")
+    rep.add_argument("--calibration", type=int, default=None, help="defender's known members and non-members each")
+    rep.add_argument("--attacker", type=int, default=None, help="attacker's known members and non-members each")
+    rep.add_argument("--evaluation", type=int, default=None, help="held-out members and non-members each")
+    rep.add_argument("--epochs", type=int, default=None, help="target training epochs")
+    rep.add_argument("--ddpm-seconds", type=float, default=None, help="DDPM training time budget")
+    rep.add_argument("--threads", type=int, default=None, help="torch threads (cpu preset; default: torch's choice)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="runs/reproduce")
     rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")

@@ -319,6 +319,61 @@ class Diffence:
                                        js_divergence=js, js_divergence_undefended=js_undefended)
         return self.calibration
 
+    def tune(self, classifier: Classifier, x_members: torch.Tensor, x_nonmembers: torch.Tensor,
+             t_choices: tuple[int, ...], n_choices: tuple[int, ...] = (), **search) -> "Diffence":
+        """Scenario 1: choose the noise step ``t`` (and the number of reconstructions ``n``) for this data.
+
+        Calibrates at every candidate ``t`` and returns the calibrated defense whose released phi histograms
+        separate the known members from the known non-members least, the objective the interval search
+        already minimises. Every ``t`` must be a multiple of ``k``. ``n_choices`` (each <= ``n``, the cost
+        budget) are scored on the first ``n`` of the ``n`` reconstructions. The search is kept in
+        ``calibration.extra["t_search"]``. Warns when no candidate releases histograms that are any less
+        separable than the undefended model's: on such data the defense's defaults give no protection.
+        """
+        if self.config.scenario != 1:
+            raise ValueError("tune needs scenario 1: it compares known members with known non-members")
+        if not t_choices:
+            raise ValueError("t_choices must name at least one noise step")
+        for t in t_choices:
+            self.with_config(t=t)  # validates t against k and the reconstructor
+        members = self._check_input(x_members, "x_members")
+        nonmembers = self._check_input(x_nonmembers, "x_nonmembers")
+        found = {}
+        for t in t_choices:
+            defense = self.with_config(t=t)
+            cm = defense.candidates(classifier, members)
+            found[t] = (cm, defense.candidates(classifier, nonmembers, nb_classes=cm.nb_classes))
+        return self.tune_from_candidates(found, n_choices, **search)
+
+    def tune_from_candidates(self, candidates: dict[int, tuple[Candidates, Candidates]],
+                             n_choices: tuple[int, ...] = (), **search) -> "Diffence":
+        """``tune`` from precomputed (member, non-member) candidates per noise step, at this defense's ``n``."""
+        if self.config.scenario != 1:
+            raise ValueError("tune needs scenario 1: it compares known members with known non-members")
+        if not candidates:
+            raise ValueError("candidates must hold at least one noise step")
+        n_choices = tuple(n_choices) or (self.config.n,)
+        too_many = [n for n in n_choices if not 1 <= n <= self.config.n]
+        if too_many:
+            raise ValueError(f"n_choices must lie in [1, n={self.config.n}] (n is the cost budget), got {too_many}")
+        table, best = [], None
+        for t, (cm, cn) in sorted(candidates.items()):
+            for n in sorted(set(n_choices)):
+                defense = self.with_config(t=t, n=n)
+                cal = defense.calibrate_from_candidates(_first(cm, n), _first(cn, n), **search)
+                table.append({"t": t, "n": n, "js_divergence": cal.js_divergence})
+                if best is None or cal.js_divergence < best.calibration.js_divergence:
+                    best = defense
+        undefended = best.calibration.js_divergence_undefended
+        best.calibration.extra["t_search"] = table
+        if undefended is not None and best.calibration.js_divergence >= undefended:
+            warnings.warn(f"no candidate noise step separates known members from non-members less than the "
+                          f"undefended model does (best JS divergence {best.calibration.js_divergence:.4f} at "
+                          f"t={best.config.t}, n={best.config.n}; undefended {undefended:.4f}): Diffence will "
+                          f"not protect this model on this data. Try larger t, or a better-trained DDPM",
+                          RuntimeWarning, stacklevel=2)
+        return best
+
     def save_pretrained(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Write the diffusion model, ``diffence.json`` (the settings, *with the secret seed*) and the calibration.
 
@@ -376,3 +431,8 @@ class Diffence:
                                      reconstructor=self.fingerprint(), scenario=cfg.scenario)
         self.calibration = calibration
         return calibration
+
+
+def _first(candidates: Candidates, n: int) -> Candidates:
+    """The first ``n`` reconstructions' candidates of every input."""
+    return Candidates(candidates.original_log_probs, candidates.candidate_log_probs[:, :n], candidates.u)

@@ -7,16 +7,19 @@ eta = 0; both are delegated to diffusers' ``DDIMScheduler`` (``add_noise`` and `
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.utils import is_accelerate_available
 
 from .validation import check_image_geometry
 
 UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 SCHEDULER_FILES = ("scheduler_config.json",)
+TRAINING_FILE = "training.json"  # optional: how the UNet was trained (steps run, seconds, settings)
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -58,6 +61,8 @@ class Reconstructor:
     Args:
         unet: an epsilon-predicting UNet trained on images scaled to [-1, 1].
         scheduler: the schedule the UNet was trained with (DDPM or DDIM config); default: Ho et al.
+
+    ``training`` holds what ``train_diffusion`` reports about the run (steps, seconds, why it stopped), or None.
     """
 
     def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler | DDIMScheduler | None = None) -> None:
@@ -70,6 +75,7 @@ class Reconstructor:
         self.scheduler = DDIMScheduler.from_config(config)
         self._schedules: dict[int, DDIMScheduler] = {}  # per DDIM stride, never changed once made
         self._lock = threading.Lock()
+        self.training: dict | None = None
 
     @property
     def channels(self) -> int:
@@ -191,10 +197,12 @@ class Reconstructor:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Write ``unet/`` (safetensors + config) and ``scheduler/`` under ``path``."""
+        """Write ``unet/`` (safetensors + config), ``scheduler/`` and, when known, ``training.json`` under ``path``."""
         path = Path(path)
         self.unet.save_pretrained(path / "unet", safe_serialization=True)
         DDPMScheduler.from_config(self.scheduler.config).save_pretrained(path / "scheduler")
+        if self.training is not None:
+            (path / TRAINING_FILE).write_text(json.dumps(self.training, indent=2, sort_keys=True))
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> "Reconstructor":
@@ -205,8 +213,19 @@ class Reconstructor:
         if missing:
             raise FileNotFoundError(f"checkpoint directory {str(path)!r} is missing {', '.join(missing)}")
         try:
-            unet = UNet2DModel.from_pretrained(path / "unet", use_safetensors=True, local_files_only=True)
+            # without accelerate, diffusers would warn on every load before falling back to this itself
+            unet = UNet2DModel.from_pretrained(path / "unet", use_safetensors=True, local_files_only=True,
+                                               low_cpu_mem_usage=is_accelerate_available())
             scheduler = DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True)
         except Exception as exc:
             raise ValueError(f"checkpoint directory {str(path)!r} could not be loaded: {exc}") from exc
-        return cls(unet.to(device), scheduler)
+        reconstructor = cls(unet.to(device), scheduler)
+        if (path / TRAINING_FILE).is_file():
+            try:
+                training = json.loads((path / TRAINING_FILE).read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{str(path / TRAINING_FILE)!r} is not valid JSON: {exc}") from exc
+            if not isinstance(training, dict):
+                raise ValueError(f"{str(path / TRAINING_FILE)!r} must hold a JSON object, got {type(training).__name__}")
+            reconstructor.training = training
+        return reconstructor

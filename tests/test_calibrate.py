@@ -122,3 +122,49 @@ def test_scenarios_that_need_calibration_refuse_to_run_without(classifier, image
         defense.calibrate(classifier, images)
     with pytest.raises(ValueError, match="needs no calibration"):
         Diffence(make_reconstructor(), n=2, scenario=3).calibrate(classifier, images)
+
+
+def test_tune_chooses_the_noise_step_that_separates_least(tmp_path, classifier):
+    gen = torch.Generator().manual_seed(3)
+    members = torch.round(torch.rand(10, 1, 8, 8, generator=gen) * 255) / 255
+    nonmembers = torch.round(torch.rand(10, 1, 8, 8, generator=gen) * 255) / 255
+    base = Diffence(make_reconstructor(), n=4, t=40, k=10, scenario=1, seed=2**40 + 5)
+    tuned = base.tune(classifier, members, nonmembers, t_choices=(10, 40, 60), n_choices=(2, 4), grid=6, bins=5)
+    table = tuned.calibration.extra["t_search"]
+    assert [(row["t"], row["n"]) for row in table] == [(t, n) for t in (10, 40, 60) for n in (2, 4)]
+    best = min(table, key=lambda row: row["js_divergence"])
+    assert (tuned.config.t, tuned.config.n) == (best["t"], best["n"])
+    assert (tuned.calibration.t, tuned.calibration.n) == (best["t"], best["n"])
+    assert tuned.calibration.js_divergence == best["js_divergence"]
+    # the same search one noise step at a time, through the ordinary calibration (same secret seed: same noise)
+    for t in (10, 40, 60):
+        direct = base.with_config(t=t).calibrate(classifier, members, nonmembers, grid=6, bins=5)
+        assert direct.js_divergence == next(r["js_divergence"] for r in table if (r["t"], r["n"]) == (t, 4))
+    tuned.save_calibration(tmp_path / "c.json")
+    assert Calibration.from_json(tmp_path / "c.json").extra["t_search"] == table
+
+
+def test_tune_warns_when_no_noise_step_beats_the_undefended_model(classifier):
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[2.0, 1.0, 0.0]]).expand(x.shape[0], 3)
+
+    gen = torch.Generator().manual_seed(4)
+    base = Diffence(make_reconstructor(), n=2, t=20, k=10, scenario=1, seed=2**40 + 6)
+    with pytest.warns(RuntimeWarning, match="no candidate noise step"):
+        x = torch.round(torch.rand(12, 1, 8, 8, generator=gen) * 255) / 255
+        base.tune(Constant(), x[:6], x[6:],
+                  t_choices=(10, 20), grid=4, bins=4)
+
+
+def test_tune_refuses_what_it_cannot_do(classifier):
+    x = torch.full((4, 1, 8, 8), 128 / 255)
+    base = Diffence(make_reconstructor(), n=2, t=20, k=10, scenario=1, seed=2**40 + 7)
+    with pytest.raises(ValueError, match="scenario 1"):
+        base.with_config(scenario=3).tune(classifier, x, x, t_choices=(10,))
+    with pytest.raises(ValueError, match="multiple of k"):
+        base.tune(classifier, x, x, t_choices=(15,))
+    with pytest.raises(ValueError, match="cost budget"):
+        base.tune(classifier, x, x, t_choices=(10,), n_choices=(3,))
+    with pytest.raises(ValueError, match="at least one"):
+        base.tune(classifier, x, x, t_choices=())

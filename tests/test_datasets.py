@@ -139,3 +139,36 @@ def test_reproduce_recipe_runs_end_to_end_at_toy_size(tmp_path):
     assert len({r["test_accuracy"] for r in rows}) == 1 and all(r["labels_kept"] == 1.0 for r in rows)
     assert set(results["timings"]) == {"load_data_s", "target_s", "ddpm_s", "diffence_s", "attacks_s"}
     assert (tmp_path / "out" / "results.json").is_file()
+
+
+def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
+    """The CPU preset's path: calibration chooses t, reference models, LiRA/RMIA, accuracy reported."""
+    import dataclasses
+
+    from diffence_plugin.cli import main
+    from diffence_plugin.recipes.reproduce import CpuSettings, reproduce_cpu
+
+    write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    settings = dataclasses.replace(CpuSettings(), members=60, calibration=10, attacker=10, evaluation=20,
+                                   population=20, target_epochs=2, ddpm_steps=2, ddpm_batch_size=8, ddpm_width=8, n=2,
+                                   t=20, k=20, t_choices=(20, 40), references=4, selection_draws=2,
+                                   attacks=("bb_loss_rf",))
+    logged = []
+    results = reproduce_cpu(tmp_path, settings, out_dir=tmp_path / "out", progress=False, log=logged.append)
+    rows = {r["defense"]: r for r in results["rows"]}
+    assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3"]
+    assert all(r["labels_kept"] == 1.0 for r in rows.values())
+    assert len({r["test_accuracy"] for r in rows.values()}) == 1
+    assert rows["scenario_1"]["lira"] is not None and rows["scenario_1"]["rmia"] is not None
+    assert set(results["target_accuracy"]) == {"train", "test"}
+    search = results["calibration"]["scenario_1"]["extra"]["t_search"]
+    assert [r["t"] for r in search] == [20, 40]
+    assert results["calibration"]["scenario_1"]["t"] == results["calibration"]["scenario_2"]["t"]
+    assert results["ddpm_training"]["steps"] == 2
+    assert any(line.strip().startswith("done in") for line in logged)
+    assert set(results["timings"]) == {"target_s", "ddpm_s", "diffence_s", "attacker_s", "attacks_s", "report_s"}
+    # the command line refuses impossible sizes before any work
+    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--members", "100",
+                 "--out", str(tmp_path / "o2")]) == 2
+    assert "member roles need 2000" in capsys.readouterr().err and not (tmp_path / "o2").exists()

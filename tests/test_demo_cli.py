@@ -53,12 +53,23 @@ def test_tables_have_one_line_per_defense_and_attack(demo_results):
     assert "same labels" in format_attack_table(results)
 
 
-def test_cli_train_diffusion_saves_and_refuses_to_overwrite(tmp_path, capsys):
+def test_cli_train_diffusion_saves_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):
+    import diffence_plugin.diffusion
+
     out = tmp_path / "ddpm"
     assert main(["train-diffusion", "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress"]) == 0
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    captured = capsys.readouterr()
+    assert "ddpm: 2 steps in" in captured.err and "step 2 of 2" in captured.out  # logged even without a terminal
+    assert (out / "training.json").is_file()
     before = sorted(p.name for p in out.rglob("*"))
-    assert main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress"]) == 2
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started before the output folder was checked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(diffence_plugin.diffusion, "train_diffusion", never)
+        assert main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress"]) == 2
     assert "not empty" in capsys.readouterr().err and sorted(p.name for p in out.rglob("*")) == before
     assert main(["train-diffusion", "--steps", "1", "--batch-size", "8", "--out", str(out), "--no-progress",
                  "--overwrite"]) == 0

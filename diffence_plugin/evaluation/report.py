@@ -88,8 +88,8 @@ def format_table(results: dict) -> str:
 def format_change_table(results: dict) -> str:
     """AUC change from the undefended row (paired bootstrap), and the spread over Diffence's selection draws."""
     lines = ["| defense | chosen-attack AUC change [95% CI] | LiRA AUC change [95% CI] | "
-             "chosen AUC over draws (mean ± sd) | LiRA AUC over draws | references |",
-             "|---|---|---|---|---|---|"]
+             "LiRA TPR@1%FPR change [95% CI] | chosen AUC over draws (mean ± sd) | LiRA AUC over draws | references |",
+             "|---|---|---|---|---|---|---|"]
     for r in results["rows"][1:]:
         change, spread = r.get("change") or {}, r.get("spread") or {}
 
@@ -101,8 +101,14 @@ def format_change_table(results: dict) -> str:
             d = spread.get(key)
             return f"{d['mean']:.3f} ± {d['sd']:.3f} ({d['draws']})" if d else "-"
 
+        def tpr():
+            c = change.get("lira") or {}
+            if "tpr@0.01_change" not in c:
+                return "-"
+            return f"{c['tpr@0.01_change']:+.3f} [{c['tpr_ci'][0]:+.3f}, {c['tpr_ci'][1]:+.3f}]"
+
         aware = {True: "defense-aware", False: "defense-unaware", None: "-"}[r.get("reference_aware")]
-        lines.append(f"| {r['defense']} | {delta('best')} | {delta('lira')} | {draws('best_auc')} | "
+        lines.append(f"| {r['defense']} | {delta('best')} | {delta('lira')} | {tpr()} | {draws('best_auc')} | "
                      f"{draws('lira_auc')} | {aware} |")
     return "\n".join(lines)
 

@@ -19,7 +19,8 @@ from ..data.models import reinitialised
 from ..defense import Diffence
 from ..outputs import Candidates
 from .lira import LIRA_VARIANTS, logit_confidence
-from .metrics import AttackResult, accuracy, auc_difference, choose_best, fit_threshold, membership_metrics
+from .metrics import (AttackResult, accuracy, auc_difference, choose_best, fit_threshold, membership_metrics,
+                      tpr_difference)
 from .protocol import POPULATION, ROLES, MembershipSplit
 from .references import ReferenceModels
 from .rmia import RMIA, fit_offline_a
@@ -72,14 +73,33 @@ class DefenseRow:
 
 def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, *, n: int, t: int, k: int,
                        seed: int, progress: bool, max_batch: int = 1024, autocast: torch.dtype | None = None,
-                       levels: int = 255) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
-    """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios."""
+                       levels: int = 255, t_choices: tuple[int, ...] = ()
+                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
+    """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios.
+
+    With ``t_choices``, Scenario 1's calibration chooses the noise step among them (``Diffence.tune``) on the
+    defender's known members and non-members, and all three scenarios use it.
+    """
     base = Diffence(reconstructor, n=n, t=t, k=k, scenario=3, seed=seed, output="logits", progress=progress,
                     max_batch=max_batch, autocast=autocast, levels=levels)
     roles = roles_of(split)
-    cands = {r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles}
+    known = ("defender_members", "defender_nonmembers")
+    cands: dict[str, Candidates] = {}
+    if t_choices:
+        found = {}
+        for choice in t_choices:
+            d = base.with_config(t=choice)
+            found[choice] = tuple(d.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in known)
+        s1 = base.with_config(scenario=1).tune_from_candidates(found)
+        base = base.with_config(t=s1.config.t)
+        cands.update(zip(known, found[s1.config.t]))
+    cands.update({r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles if r not in cands})
+    cands = {r: cands[r] for r in roles}
     defenses = {"3": base}
     for scenario in (1, 2):
+        if scenario == 1 and t_choices:
+            defenses["1"] = s1
+            continue
         d = base.with_config(scenario=scenario)
         d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
         defenses[str(scenario)] = d
@@ -151,19 +171,29 @@ def undefended_view(references: ReferenceModels, x: np.ndarray, universe: np.nda
     return AttackerView(probs, references.in_mask, universe, aware=False)
 
 
+def reference_candidates(references: ReferenceModels, attacker: Diffence, x: np.ndarray, universe: np.ndarray,
+                         images: torch.Tensor) -> list[Candidates]:
+    """Each reference's candidates on the attacker's reconstructions of its universe: computed once, shared
+    by the views of every scenario (they differ only in selection)."""
+    xs = torch.from_numpy(x[universe])
+    return [attacker.candidates_from_reconstructions(model, xs, images) for model in references.models]
+
+
 def diffence_view(references: ReferenceModels, attacker: Diffence, x: np.ndarray, universe: np.ndarray,
-                  images: torch.Tensor, split: MembershipSplit) -> AttackerView:
+                  images: torch.Tensor, split: MembershipSplit,
+                  candidates: list[Candidates] | None = None) -> AttackerView:
     """References answering through the attacker's own Diffence (its DDPM, the target's n, t, k and scenario).
 
-    The attacker reconstructs its universe once (``images``); each reference classifies the reconstructions.
-    For scenarios 1 and 2 each reference is calibrated on the population records it did and did not train on,
-    as the defender calibrates on its known members and non-members.
+    The attacker reconstructs its universe once (``images``); each reference classifies the reconstructions
+    (or ``candidates`` from ``reference_candidates`` are reused). For scenarios 1 and 2 each reference is
+    calibrated on the population records it did and did not train on, as the defender calibrates on its known
+    members and non-members.
     """
-    xs = torch.from_numpy(x[universe])
+    if candidates is None:
+        candidates = reference_candidates(references, attacker, x, universe, images)
     pop = np.isin(universe, split.population)
     probs = []
-    for model, mask in zip(references.models, references.in_mask):
-        cands = attacker.candidates_from_reconstructions(model, xs, images)
+    for cands, mask in zip(candidates, references.in_mask):
         defense = attacker
         if attacker.config.needs_calibration:
             defense = attacker.with_config()
@@ -394,7 +424,8 @@ def evaluate_defense(name: str, released: Released, x: np.ndarray, y: np.ndarray
 
 
 def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
-    """AUC change of the chosen best attack and of LiRA from ``baseline``, with paired bootstrap intervals."""
+    """AUC change of the chosen best attack and of LiRA from ``baseline``, and the change of LiRA's TPR at 1%
+    FPR (where 1% is resolvable), with paired bootstrap intervals."""
     out = {}
     for key, pick in (("best", lambda r: r.best), ("lira", lambda r: r.attack("lira"))):
         after, before = pick(row), pick(baseline)
@@ -402,6 +433,10 @@ def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
             continue
         diff, ci = auc_difference(after, before, seed=seed)
         out[key] = {"auc_change": diff, "ci": list(ci), "attack": after.attack, "baseline_attack": before.attack}
+        if key == "lira":
+            tpr = tpr_difference(after, before, 0.01, seed=seed)
+            if tpr is not None:
+                out[key]["tpr@0.01_change"], out[key]["tpr_ci"] = tpr[0], list(tpr[1])
     return out
 
 

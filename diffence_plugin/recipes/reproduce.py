@@ -1,6 +1,11 @@
-"""``diffence reproduce cifar10``: the paper's CIFAR experiment in one command, sized for one GPU.
+"""``diffence reproduce cifar10``: the paper's CIFAR experiment in one command, in two presets.
 
-Trains ResNet-18 on 25,000 members (Adam 1e-3, weight decay 1e-6, batch 128, no augmentation), trains the
+``--preset cpu`` (``CpuSettings``) runs on a 2-core machine in under 45 minutes: a small CNN that memorises
+2,500 members, a small low-noise DDPM trained within a time budget, the noise step chosen by calibration,
+and the full audit of the demo (defense-aware LiRA and RMIA with reference models, threshold and ART
+attacks, the attacker choosing its best attack on its own records) through ``run_experiment``.
+
+``--preset gpu`` (``ReproduceSettings``), sized for one GPU: trains ResNet-18 on 25,000 members (Adam 1e-3, weight decay 1e-6, batch 128, no augmentation), trains the
 DDPM on the same members (a low-noise specialist: timesteps <= T only, within a time budget), calibrates on
 1,000 known members and 1,000 known non-members, and runs the attack suite on held-out records undefended
 and under Scenarios 1-3. On a GPU: data on the device, bf16 autocast, channels-last. Every size is a
@@ -22,14 +27,67 @@ from tqdm.auto import tqdm
 from ..classify import probabilities
 from ..data import build_model, load_dataset, paper_split
 from ..diffusion import train_diffusion
+from ..evaluation.experiment import ExperimentSettings, run_experiment
 from ..evaluation.metrics import accuracy
-from ..evaluation.protocol import MembershipSplit
+from ..evaluation.protocol import MembershipSplit, membership_split
+from ..evaluation.references import ReferenceRecipe
 from ..evaluation.report import machine
 from ..evaluation.runner import (compare_to, diffence_scenarios, evaluate_defense, labels_kept,
                                  undefended_releases)
 from ..plugins import DefensePipeline
+from ..progress import echo, phase
 from ..randomness import experiment_seed
-from ..reconstruct import cifar_unet_config
+from ..reconstruct import cifar_unet_config, tiny_unet_config
+
+
+@dataclass(frozen=True)
+class CpuSettings:
+    """The CPU preset: sizes chosen by ``benchmarks/study_cifar_cpu.py`` (see docs/results.md) so that the
+    whole run, the attacker's reference models included, fits 45 minutes on 2 cores."""
+
+    dataset: str = "cifar10"
+    members: int = 2_500
+    calibration: int = 500  # the defender's known members and non-members each
+    attacker: int = 500  # the attacker's known members and non-members each
+    evaluation: int = 1_000  # held-out members and non-members each: TPR at 1% FPR rests on 10 false positives
+    population: int = 500  # RMIA's population records
+    model: str = "cifar_cnn"
+    target_epochs: int = 30  # enough to memorise: train accuracy 1.000
+    batch_size: int = 64
+    ddpm_width: int = 16  # 395 UNet images/s on 2 cores (width 32: 149); see the study's throughput table
+    ddpm_seconds: float = 240.0  # per DDPM (the defender's and the attacker's)
+    ddpm_steps: int = 100_000
+    ddpm_batch_size: int = 64
+    n: int = 8
+    t: int = 40
+    k: int = 20
+    t_choices: tuple[int, ...] = (20, 40, 60)  # 1 to 3 DDIM steps at k = 20; calibration picks one
+    references: int = 8
+    selection_draws: int = 5
+    attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "rule_based")
+    seed: int = 0
+
+    def experiment(self) -> ExperimentSettings:
+        return ExperimentSettings(
+            unet_config=tiny_unet_config(32, 3, width=self.ddpm_width), ddpm_steps=self.ddpm_steps,
+            ddpm_max_timestep=max((self.t, *self.t_choices)), ddpm_seconds=self.ddpm_seconds,
+            ddpm_batch_size=self.ddpm_batch_size, n=self.n, t=self.t, k=self.k, levels=255,
+            t_choices=self.t_choices, seed=self.seed, references=self.references,
+            selection_draws=self.selection_draws, art_attacks=self.attacks, memguard=False,
+            attacker_pool_size=self.members, extra={"preset": "cpu", **asdict(self)})
+
+
+def reproduce_cpu(data_folder: str | Path, settings: CpuSettings = CpuSettings(),
+                  out_dir: str | Path = "runs/reproduce-cpu", progress: bool = True, log=echo) -> dict:
+    """The CPU preset: the training set as the record pool, the test set for the target's test accuracy."""
+    s = settings
+    data = load_dataset(s.dataset, data_folder)
+    split = membership_split(len(data.x_train), s.members, s.calibration, s.attacker, s.evaluation, seed=s.seed,
+                             population=s.population)
+    recipe = ReferenceRecipe.from_training(s.model, data.nb_classes, data.x_train.shape[1], epochs=s.target_epochs,
+                                           batch_size=s.batch_size)
+    return run_experiment(recipe, data.x_train, data.y_train, split, s.experiment(), out_dir=out_dir,
+                          progress=progress, log=log, test=(data.x_test, data.y_test))
 
 
 @dataclass(frozen=True)
@@ -88,7 +146,7 @@ class FloatLogits(torch.nn.Module):
 
 def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSettings(),
               out_dir: str | Path = "runs/reproduce", device: str | None = None, progress: bool = True,
-              log=print) -> dict:
+              log=echo) -> dict:
     """Run the experiment; write ``results.json``; return the results (timings included)."""
     from ..adapters import art_attacks
     from ..adapters.art import DefendedClassifier
@@ -97,6 +155,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    log(f"loading {s.dataset} from {data_folder}")
     data = load_dataset(s.dataset, data_folder)
     split0 = paper_split(len(data.x_train), s.members, s.seed)
     rng = np.random.default_rng(s.seed)
@@ -111,33 +170,30 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
                             attacker_pool=reference[c:])
     timings["load_data_s"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
     x_members = torch.from_numpy(data.x_train[split.members]).to(dev)
     y_members = torch.from_numpy(data.y_train[split.members]).to(dev)
     torch.manual_seed(s.seed)
     net = build_model(s.model, data.nb_classes, 3)
-    log(f"training {s.model} on {len(x_members)} members for {s.target_epochs} epochs on {dev}")
-    model = FloatLogits(train_resnet(net, x_members, y_members, s, dev, progress))
-    timings["target_s"] = time.perf_counter() - clock
+    with phase(f"training {s.model} on {len(x_members)} members for {s.target_epochs} epochs on {dev}", timings,
+               "target_s", log):
+        model = FloatLogits(train_resnet(net, x_members, y_members, s, dev, progress))
 
-    clock = time.perf_counter()
-    log(f"training the DDPM on the members (t <= {s.t}, at most {s.ddpm_seconds:.0f} s)")
-    reconstructor = train_diffusion(x_members, unet_config=cifar_unet_config() if s.unet == "cifar" else None,
-                                    steps=s.ddpm_steps, batch_size=s.ddpm_batch_size, max_timestep=s.t,
-                                    seed=s.seed, device=dev, progress=progress, max_seconds=s.ddpm_seconds,
-                                    autocast=torch.bfloat16 if dev.type == "cuda" else None)
+    with phase(f"training the DDPM on the members (t <= {s.t}, at most {s.ddpm_seconds:.0f} s)", timings, "ddpm_s",
+               log):
+        reconstructor = train_diffusion(x_members, unet_config=cifar_unet_config() if s.unet == "cifar" else None,
+                                        steps=s.ddpm_steps, batch_size=s.ddpm_batch_size, max_timestep=s.t,
+                                        seed=s.seed, device=dev, progress=progress, max_seconds=s.ddpm_seconds,
+                                        autocast=torch.bfloat16 if dev.type == "cuda" else None)
     del x_members
-    timings["ddpm_s"] = time.perf_counter() - clock
+
+    with phase(f"Diffence on {2 * need} inputs x {s.n} reconstructions", timings, "diffence_s", log):
+        defenses, cands, released = diffence_scenarios(model, reconstructor, data.x_train, split, n=s.n, t=s.t,
+                                                       k=s.k, seed=experiment_seed(s.seed), progress=progress,
+                                                       max_batch=s.max_batch,
+                                                       autocast=torch.bfloat16 if dev.type == "cuda" else None)
 
     clock = time.perf_counter()
-    log(f"Diffence on {2 * need} inputs x {s.n} reconstructions")
-    defenses, cands, released = diffence_scenarios(model, reconstructor, data.x_train, split, n=s.n, t=s.t, k=s.k,
-                                                   seed=experiment_seed(s.seed), progress=progress,
-                                                   max_batch=s.max_batch,
-                                                   autocast=torch.bfloat16 if dev.type == "cuda" else None)
-    timings["diffence_s"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
+    log("attacking every scenario")
     released["undefended"] = undefended_releases(model, data.x_train, split)
     test_probs = probabilities(model, torch.from_numpy(data.x_test)).cpu()
     order = {k: released[k] for k in ("undefended", "scenario_1", "scenario_2", "scenario_3")}
@@ -154,6 +210,7 @@ def reproduce(data_folder: str | Path, settings: ReproduceSettings = ReproduceSe
         rows.append(row)
         log(f"      {name}: {row.best.attack} AUC {row.best.auc:.3f}")
     timings["attacks_s"] = time.perf_counter() - clock
+    log(f"      done in {timings['attacks_s']:.1f} s")
 
     results = {
         "settings": asdict(s), "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),

@@ -1,0 +1,215 @@
+"""What Diffence needs to protect a CIFAR-10 classifier on a 2-core CPU: DDPM size and training time, the
+noise step T, the number of reconstructions N, and how much the target memorises.
+
+For every DDPM (UNet width x training minutes, trained in stages on the target's members, so the 15-minute
+model continues the 5-minute one) and every T, the study reconstructs the defender's, the attacker's and the
+evaluation records once at the largest N (smaller N use the first reconstructions), classifies them with
+every target, calibrates Scenario 1 on the defender's records, and reports:
+- the change of the best attack's AUC (threshold attacks, chosen on the attacker's held-out half) and of
+  LiRA's AUC from the undefended target, with paired bootstrap 95% intervals;
+- the share of reconstructions that keep the original label, for members and for non-members;
+- the JS divergence calibration minimises, and which T calibration would choose (``Diffence.tune``).
+LiRA here uses reference models that answer undefended (defense-unaware): the study varies the defense and
+cannot afford the attacker's own DDPM per cell. The CPU preset's run has the defense-aware attacker.
+
+    python benchmarks/study_cifar_cpu.py --data ../shared/data/cifar10 --out runs/study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffence_plugin import Diffence, train_diffusion
+from diffence_plugin.data import load_dataset
+from diffence_plugin.evaluation.protocol import membership_split
+from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+from diffence_plugin.evaluation.report import machine
+from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, evaluate_defense, release_all,
+                                               roles_of, undefended_releases, undefended_view)
+from diffence_plugin.outputs import Candidates
+from diffence_plugin.randomness import experiment_seed
+from diffence_plugin.reconstruct import tiny_unet_config
+from diffence_plugin.select import label_matches
+
+
+def first(c: Candidates, n: int) -> Candidates:
+    return Candidates(c.original_log_probs, c.candidate_log_probs[:, :n], c.u)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/cifar10")
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--members", type=int, default=2500)
+    parser.add_argument("--defender", type=int, default=250)
+    parser.add_argument("--attacker", type=int, default=250)
+    parser.add_argument("--evaluation", type=int, default=500)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[30, 6], help="target epochs: how much it memorises")
+    parser.add_argument("--widths", type=int, nargs="+", default=[16])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5], help="cumulative DDPM training stages")
+    parser.add_argument("--t", type=int, nargs="+", default=[20, 40, 60, 100])
+    parser.add_argument("--n", type=int, nargs="+", default=[8])
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--references", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", help="only print the table (and redraw the plot) of a study.json")
+    args = parser.parse_args()
+    if args.table:
+        result = json.loads(Path(args.table).read_text())
+        plot(result["rows"], Path(args.table).with_name("study_auc_drop.png"))
+        print_table(result)
+        return
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = load_dataset("cifar10", args.data)
+    x, y = data.x_train, data.y_train
+    split = membership_split(len(x), args.members, args.defender, args.attacker, args.evaluation, seed=args.seed)
+    roles = roles_of(split)
+    targets = {}
+    for epochs in args.epochs:
+        recipe = ReferenceRecipe.from_training("cifar_cnn", 10, 3, epochs=epochs, batch_size=64)
+        model = recipe.train(x[split.members], y[split.members], args.seed)
+        with torch.no_grad():
+            train_acc = float(np.mean([(model(torch.from_numpy(x[split.members][i:i + 1000])).argmax(-1).numpy()
+                                        == y[split.members][i:i + 1000]).mean() for i in range(0, args.members, 1000)]))
+            test_acc = float((model(torch.from_numpy(data.x_test[:2000])).argmax(-1).numpy()
+                              == data.y_test[:2000]).mean())
+        view = None
+        if args.references:
+            universe = attacker_universe(split, 2 * args.members)
+            refs = train_references(recipe, x[universe], y[universe], args.references, seed=args.seed + 1,
+                                    progress=False)
+            view = undefended_view(refs, x, universe)
+        undefended = undefended_releases(model, x, split)
+        base_row = evaluate_defense("undefended", undefended, x, y, split, view=view, seed=args.seed)
+        targets[epochs] = dict(model=model, view=view, base=base_row, train_acc=train_acc, test_acc=test_acc)
+        print(f"target {epochs} epochs: train {train_acc:.3f} test {test_acc:.3f}, undefended best "
+              f"{base_row.best.attack} AUC {base_row.best.auc:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
+
+    rows = []
+    for width in args.widths:
+        unet = tiny_unet_config(32, 3, width=width)
+        spent = 0.0
+        for minutes in sorted(args.minutes):
+            ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=10_000_000,
+                                   batch_size=64, max_timestep=max(args.t), seed=args.seed, progress=False,
+                                   max_seconds=minutes * 60 - spent, checkpoint=out / f"ddpm-w{width}.pt",
+                                   checkpoint_every=1_000_000)
+            spent = minutes * 60
+            steps = ddpm.training["steps"]
+            for t in args.t:
+                clock = time.perf_counter()
+                defense = Diffence(ddpm, n=max(args.n), t=t, k=args.k, scenario=1, seed=experiment_seed(args.seed),
+                                   output="logits", key="quantised")
+                inputs = {r: torch.from_numpy(x[getattr(split, r)]) for r in roles}
+                images = {r: defense.reconstructions(q) for r, q in inputs.items()}
+                recon_s = time.perf_counter() - clock
+                for epochs, target in targets.items():
+                    cands = {r: defense.candidates_from_reconstructions(target["model"], inputs[r], images[r])
+                             for r in roles}
+                    match = {r: float(label_matches(c.original_log_probs, c.candidate_log_probs).double().mean())
+                             for r, c in cands.items()}
+                    for n in args.n:
+                        d = defense.with_config(n=n)
+                        sub = {r: first(c, n) for r, c in cands.items()}
+                        cal = d.calibrate_from_candidates(sub["defender_members"], sub["defender_nonmembers"])
+                        released = release_all(d, sub)
+                        row = evaluate_defense(f"s1 t={t} n={n}", released, x, y, split, view=target["view"],
+                                               seed=args.seed)
+                        change = compare_to(row, target["base"], seed=args.seed)
+                        rows.append({
+                            "width": width, "minutes": minutes, "ddpm_steps": steps, "t": t, "n": n,
+                            "epochs": epochs, "train_acc": target["train_acc"], "test_acc": target["test_acc"],
+                            "undefended_best_auc": target["base"].best.auc, "best_auc": row.best.auc,
+                            "best_attack": row.best.attack, "best_change": change["best"],
+                            "lira_change": change.get("lira"), "label_match_members": match["eval_members"],
+                            "label_match_nonmembers": match["eval_nonmembers"], "js": cal.js_divergence,
+                            "js_undefended": cal.js_divergence_undefended, "reconstruct_s": recon_s,
+                            "inputs": sum(len(v) for v in inputs.values()),
+                        })
+                        r = rows[-1]
+                        lira = r["lira_change"]
+                        print(f"w{width} {minutes:g} min ({steps} steps) t={t} n={n} epochs={epochs}: best "
+                              f"{r['best_change']['auc_change']:+.3f} [{r['best_change']['ci'][0]:+.3f}, "
+                              f"{r['best_change']['ci'][1]:+.3f}]"
+                              + (f", LiRA {lira['auc_change']:+.3f} [{lira['ci'][0]:+.3f}, {lira['ci'][1]:+.3f}]"
+                                 if lira else "")
+                              + f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
+                              f"JS {r['js']:.4f} (undefended {r['js_undefended']:.4f}), "
+                              f"{time.perf_counter() - start:.0f} s", flush=True)
+                del images
+                (out / "study.json").write_text(json.dumps({"args": vars(args), "rows": rows, "partial": True,
+                                                             "machine": machine()}, indent=2, default=float))
+    for epochs in args.epochs:  # which T calibration would choose, per DDPM and target (at the largest N)
+        for width in args.widths:
+            for minutes in args.minutes:
+                cell = [r for r in rows if (r["epochs"], r["width"], r["minutes"], r["n"]) ==
+                        (epochs, width, minutes, max(args.n))]
+                if cell:
+                    chosen = min(cell, key=lambda r: r["js"])
+                    for r in cell:
+                        r["chosen_by_calibration"] = r is chosen
+    result = {"args": vars(args), "rows": rows, "seconds": time.perf_counter() - start, "machine": machine(),
+              "targets": {e: {"train_acc": t["train_acc"], "test_acc": t["test_acc"],
+                              "undefended_best_auc": t["base"].best.auc,
+                              "undefended_lira_auc": t["base"].attack("lira").auc if t["view"] else None}
+                          for e, t in targets.items()}}
+    (out / "study.json").write_text(json.dumps(result, indent=2, default=float))
+    plot(rows, out / "study_auc_drop.png")
+    print_table(result)
+    print(f"done in {result['seconds']:.0f} s")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """AUC change of the best attack against T, one line per DDPM (width, minutes) and target (epochs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(r["n"] for r in rows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted({(r["width"], r["minutes"], r["epochs"]) for r in rows}):
+        cell = sorted((r for r in rows if (r["width"], r["minutes"], r["epochs"], r["n"]) == (*key, n)),
+                      key=lambda r: r["t"])
+        ts = [r["t"] for r in cell]
+        mid = [r["best_change"]["auc_change"] for r in cell]
+        lo = [r["best_change"]["ci"][0] for r in cell]
+        hi = [r["best_change"]["ci"][1] for r in cell]
+        line, = ax.plot(ts, mid, marker="o", label=f"DDPM w{key[0]}, {key[1]:g} min; target {key[2]} epochs")
+        ax.fill_between(ts, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("noise step T")
+    ax.set_ylabel("best-attack AUC change (Scenario 1)")
+    ax.set_title(f"CIFAR-10 on 2 CPU cores, N = {n}, 95% CIs")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_table(result: dict) -> None:
+    def ci(c):
+        return f"{c['auc_change']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c else "-"
+
+    print("\n| DDPM | minutes (steps) | target epochs (train/test acc) | T | N | undefended best AUC | S1 best AUC | "
+          "best-attack change [95% CI] | LiRA change [95% CI] | label kept m / n | JS (undefended) | chosen |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        print(f"| w{r['width']} | {r['minutes']:g} ({r['ddpm_steps']}) | {r['epochs']} ({r['train_acc']:.2f}/"
+              f"{r['test_acc']:.2f}) | {r['t']} | {r['n']} | {r['undefended_best_auc']:.3f} | {r['best_auc']:.3f} | "
+              f"{ci(r['best_change'])} | {ci(r['lira_change'])} | {r['label_match_members']:.2f} / "
+              f"{r['label_match_nonmembers']:.2f} | {r['js']:.4f} ({r['js_undefended']:.4f}) | "
+              f"{'yes' if r.get('chosen_by_calibration') else ''} |")
+
+
+if __name__ == "__main__":
+    main()
