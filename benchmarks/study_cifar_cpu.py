@@ -22,24 +22,20 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diffence_plugin import Diffence, train_diffusion
+from diffence_plugin.classify import probabilities
 from diffence_plugin.data import load_dataset
+from diffence_plugin.evaluation.metrics import accuracy
 from diffence_plugin.evaluation.protocol import membership_split
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.report import machine
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, evaluate_defense, release_all,
                                                roles_of, undefended_releases, undefended_view)
-from diffence_plugin.outputs import Candidates
 from diffence_plugin.randomness import experiment_seed
 from diffence_plugin.reconstruct import tiny_unet_config
 from diffence_plugin.select import label_matches
-
-
-def first(c: Candidates, n: int) -> Candidates:
-    return Candidates(c.original_log_probs, c.candidate_log_probs[:, :n], c.u)
 
 
 def main() -> None:
@@ -77,11 +73,9 @@ def main() -> None:
     for epochs in args.epochs:
         recipe = ReferenceRecipe.from_training("cifar_cnn", 10, 3, epochs=epochs, batch_size=64)
         model = recipe.train(x[split.members], y[split.members], args.seed)
-        with torch.no_grad():
-            train_acc = float(np.mean([(model(torch.from_numpy(x[split.members][i:i + 1000])).argmax(-1).numpy()
-                                        == y[split.members][i:i + 1000]).mean() for i in range(0, args.members, 1000)]))
-            test_acc = float((model(torch.from_numpy(data.x_test[:2000])).argmax(-1).numpy()
-                              == data.y_test[:2000]).mean())
+        train_acc = accuracy(probabilities(model, torch.from_numpy(x[split.members])).numpy(), y[split.members])
+        test = slice(0, 2000)  # the first 2,000 test images
+        test_acc = accuracy(probabilities(model, torch.from_numpy(data.x_test[test])).numpy(), data.y_test[test])
         view = None
         if args.references:
             universe = attacker_universe(split, 2 * args.members)
@@ -119,7 +113,7 @@ def main() -> None:
                              for r, c in cands.items()}
                     for n in args.n:
                         d = defense.with_config(n=n)
-                        sub = {r: first(c, n) for r, c in cands.items()}
+                        sub = {r: c.first(n) for r, c in cands.items()}
                         cal = d.calibrate_from_candidates(sub["defender_members"], sub["defender_nonmembers"])
                         released = release_all(d, sub)
                         row = evaluate_defense(f"s1 t={t} n={n}", released, x, y, split, view=target["view"],

@@ -360,7 +360,7 @@ class Diffence:
         for t, (cm, cn) in sorted(candidates.items()):
             for n in sorted(set(n_choices)):
                 defense = self.with_config(t=t, n=n)
-                cal = defense.calibrate_from_candidates(_first(cm, n), _first(cn, n), **search)
+                cal = defense.calibrate_from_candidates(cm.first(n), cn.first(n), **search)
                 table.append({"t": t, "n": n, "js_divergence": cal.js_divergence})
                 if best is None or cal.js_divergence < best.calibration.js_divergence:
                     best = defense
@@ -431,8 +431,3 @@ class Diffence:
                                      reconstructor=self.fingerprint(), scenario=cfg.scenario)
         self.calibration = calibration
         return calibration
-
-
-def _first(candidates: Candidates, n: int) -> Candidates:
-    """The first ``n`` reconstructions' candidates of every input."""
-    return Candidates(candidates.original_log_probs, candidates.candidate_log_probs[:, :n], candidates.u)

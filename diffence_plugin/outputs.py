@@ -27,6 +27,10 @@ class Candidates:
         index = torch.as_tensor(index)
         return Candidates(self.original_log_probs[index], self.candidate_log_probs[index], self.u[index])
 
+    def first(self, n: int) -> "Candidates":
+        """The candidates of the first ``n`` reconstructions of every input (a smaller N, same noise)."""
+        return Candidates(self.original_log_probs, self.candidate_log_probs[:, :n], self.u)
+
     def redraw(self, generator: torch.Generator) -> "Candidates":
         """The same reconstructions with fresh selection draws: the spread over the defense's own randomness."""
         return Candidates(self.original_log_probs, self.candidate_log_probs,

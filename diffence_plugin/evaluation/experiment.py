@@ -20,12 +20,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..classify import probabilities
 from ..defense import Diffence
 from ..defenses import MemGuard
 from ..diffusion import train_diffusion
 from ..plugins import DefensePipeline
 from ..progress import echo, phase
 from ..randomness import experiment_seed
+from .metrics import accuracy
 from .protocol import MembershipSplit
 from .references import ReferenceRecipe, train_references
 from .report import machine, write_report
@@ -181,7 +183,7 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         results = {
-            "settings": {**asdict(s), "unet_config": _jsonable(s.unet_config)},
+            "settings": asdict(s),
             "target_accuracy": target_accuracy,
             "ddpm_training": reconstructor.training,
             "calibration": {f"scenario_{k}": asdict(defenses[k].calibration) for k in ("1", "2")},
@@ -195,22 +197,8 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
     return results
 
 
-def _accuracies(model, x: np.ndarray, y: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None,
-                batch: int = 1024) -> dict[str, float]:
-    def acc(xs: np.ndarray, ys: np.ndarray) -> float:
-        with torch.no_grad():
-            hits = [(model(torch.from_numpy(xs[i:i + batch])).argmax(-1).numpy() == ys[i:i + batch]).sum()
-                    for i in range(0, len(xs), batch)]
-        return float(np.sum(hits) / len(xs))
-    out = {"train": acc(x, y)}
+def _accuracies(model, x: np.ndarray, y: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, float]:
+    out = {"train": accuracy(probabilities(model, torch.from_numpy(x)).numpy(), y)}
     if test is not None:
-        out["test"] = acc(*test)
+        out["test"] = accuracy(probabilities(model, torch.from_numpy(test[0])).numpy(), test[1])
     return out
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
