@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--attacker", type=int, default=250)
     parser.add_argument("--evaluation", type=int, default=500)
     parser.add_argument("--epochs", type=int, nargs="+", default=[30, 6], help="target epochs: how much it memorises")
+    parser.add_argument("--lr", type=float, default=1e-3, help="the target's Adam rate (the CPU preset: 2e-3)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="the target's rate schedule (the CPU preset: cosine, which memorises)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5], help="cumulative DDPM training stages")
     parser.add_argument("--t", type=int, nargs="+", default=[20, 40, 60, 100])
@@ -71,7 +74,8 @@ def main() -> None:
     roles = roles_of(split)
     targets = {}
     for epochs in args.epochs:
-        recipe = ReferenceRecipe.from_training("cifar_cnn", 10, 3, epochs=epochs, batch_size=64)
+        recipe = ReferenceRecipe.from_training("cifar_cnn", 10, 3, epochs=epochs, batch_size=64, lr=args.lr,
+                                               options={"schedule": args.schedule})
         model = recipe.train(x[split.members], y[split.members], args.seed)
         train_acc = accuracy(probabilities(model, torch.from_numpy(x[split.members])).numpy(), y[split.members])
         test = slice(0, 2000)  # the first 2,000 test images

@@ -5,7 +5,7 @@ Pipeline: input -> reconstruct (``reconstruct.py``) -> classify (``classify.py``
 -> output, tied together by ``Diffence`` (``defense.py``), all at the top of the package. Other concerns
 live in their own wings: ``defenses`` (MemGuard, HAMP, training-time defenses), ``plugins`` (pluggy hooks,
 ``DefensePipeline``), ``evaluation`` (protocol, metrics, attacks, reports), ``data`` (datasets, model zoo),
-``diffusion`` (DDPM training) and ``recipes`` (demo, reproduce). ART integration lives in
+``diffusion`` (DDPM training, DualMD's pair and DistillMD's student) and ``recipes`` (demo, reproduce). ART integration lives in
 ``diffence_plugin.adapters``; the core never imports ART.
 
 The names below are imported on first use, so that ``diffence --help`` does not load torch.
@@ -25,6 +25,7 @@ _PUBLIC = {
     "DefensePipeline": ".plugins",
     "Diffence": ".defense",
     "DiffenceConfig": ".config",
+    "DualReconstructor": ".reconstruct",
     "MemGuard": ".defenses",
     "Reconstructor": ".reconstruct",
     "cifar_unet_config": ".reconstruct",
@@ -35,6 +36,8 @@ _PUBLIC = {
     "phi": ".select",
     "tiny_unet_config": ".reconstruct",
     "train_diffusion": ".diffusion",
+    "train_distilled": ".diffusion",
+    "train_dual": ".diffusion",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -19,6 +19,7 @@ import torch
 from scipy.spatial.distance import jensenshannon
 
 from .select import distance_to_interval
+from .validation import read_json_object
 
 FORMAT = "diffence-calibration"
 VERSION = 1
@@ -60,14 +61,7 @@ class Calibration:
     def from_json(cls, path: str | Path) -> "Calibration":
         """Load and validate a calibration file; every problem is a ValueError naming the file."""
         path = Path(path)
-        try:
-            payload = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"calibration file {str(path)!r} does not exist") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"calibration file {str(path)!r} is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"calibration file {str(path)!r} is not a {FORMAT} file")
+        payload = read_json_object(path, fmt=FORMAT, label="calibration file")
         if payload.get("version") != VERSION:
             raise ValueError(f"calibration file {str(path)!r} has version {payload.get('version')!r}, expected {VERSION}")
         types = {"scenario": int, "lo": float, "hi": float, "n": int, "t": int, "k": int, "nb_classes": int,

@@ -87,8 +87,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.no_progress:
         cfg["run"]["progress"] = False
     out = Path(cfg["run"]["out"])
-    if args.executor != "local":
-        raise UsageError(f"--executor {args.executor!r} is not available; only 'local' is")
+    if args.executor:
+        cfg["run"]["executor"] = args.executor
+    if args.address:
+        cfg["run"]["address"] = args.address
     _out_folder(str(out), cfg["run"]["overwrite"])
     run = run_audit(cfg)
     print()
@@ -123,6 +125,12 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     _positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width, max_seconds=args.max_seconds)
     if args.images and not Path(args.images).is_file():
         raise UsageError(f"images file {args.images!r} does not exist")
+    if args.dual and args.distill:
+        raise UsageError("--dual trains the teachers, --distill a student from them: one at a time")
+    if (args.dual or args.distill) and args.checkpoint:
+        raise UsageError("--checkpoint resumes a single model's training; not with --dual or --distill")
+    if args.distill and not (Path(args.distill) / "dual.json").is_file():
+        raise UsageError(f"--distill needs a folder written by train-diffusion --dual; {args.distill!r} has no dual.json")
     out = _out_folder(args.out, args.overwrite)
     _log_to_stderr()
     import numpy as np
@@ -144,15 +152,32 @@ def _train_diffusion(args: argparse.Namespace) -> int:
         shape = np.asarray(images).shape
         unet_config = tiny_unet_config(shape[-1], shape[1], width=args.width) if len(shape) == 4 else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    reconstructor = train_diffusion(torch.from_numpy(np.asarray(images)), unet_config=unet_config,
-                                    steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                    max_timestep=args.max_timestep, seed=args.seed, device=device,
-                                    checkpoint=args.checkpoint, progress=not args.no_progress,
-                                    max_seconds=args.max_seconds)
+    training = dict(unet_config=unet_config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    max_timestep=args.max_timestep, device=device, progress=not args.no_progress,
+                    max_seconds=args.max_seconds)
+    x = torch.from_numpy(np.asarray(images))
+    if args.dual:
+        from .diffusion import train_dual
+
+        split_seed = args.seed if args.split_seed is None else args.split_seed
+        reconstructor = train_dual(x, split_seed=split_seed, seed=args.seed, mode=args.mode, **training)
+        runs = [model.training for model in reconstructor.models]
+        what = f"the DualMD pair (split seed {split_seed}, halves of {runs[0]['split']['half_records']} and " \
+               f"{runs[1]['split']['half_records']} images, {args.mode} mode)"
+    elif args.distill:
+        from .diffusion import train_distilled
+        from .reconstruct import DualReconstructor
+
+        teachers = DualReconstructor.from_pretrained(args.distill, device)
+        reconstructor = train_distilled(x, teachers, seed=args.seed, **training)
+        runs, what = [reconstructor.training], f"the DistillMD student of {args.distill}"
+    else:
+        reconstructor = train_diffusion(x, seed=args.seed, checkpoint=args.checkpoint, **training)
+        runs, what = [reconstructor.training], "the diffusion model"
     reconstructor.save_pretrained(out)
-    run = reconstructor.training
-    print(f"saved the diffusion model to {out} (step {run['steps']} of {run['max_steps']}, "
-          f"{run['steps_this_run']} steps in {run['seconds_this_run']:.0f} s this run, stopped by {run['stopped']})")
+    done = "; ".join(f"step {run['steps']} of {run['max_steps']}, {run['steps_this_run']} steps in "
+                     f"{run['seconds_this_run']:.0f} s, stopped by {run['stopped']}" for run in runs)
+    print(f"saved {what} to {out} ({done})")
     return 0
 
 
@@ -337,7 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
                   "diffence evaluate examples/audit-digits.toml --out runs/audit")
     ev.add_argument("config", help="TOML config, or the config.json a previous run wrote (reruns it exactly)")
     ev.add_argument("--out", default=None, help="output folder (overrides [run].out)")
-    ev.add_argument("--executor", default="local", help="where the work runs; 'local' (in-process) only")
+    ev.add_argument("--executor", choices=("local", "ray"), default=None,
+                    help="where reference models and reconstruction shards run (default: the config's [run].executor, "
+                         "else local); ray needs the ray extra")
+    ev.add_argument("--address", default=None,
+                    help="the Ray cluster to join (default: [run].address, else RAY_ADDRESS, else a local instance)")
     ev.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty output folder")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(func=_evaluate)
@@ -359,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-seconds", type=float, default=None,
                        help="stop once this much training time is spent (the steps run are reported and saved)")
     train.add_argument("--checkpoint", help="resumable training checkpoint file")
+    train.add_argument("--dual", action="store_true",
+                       help="DualMD: train two models on disjoint halves of the images (saved together in --out)")
+    train.add_argument("--split-seed", type=int, default=None, help="the halves' seed for --dual (default: --seed)")
+    train.add_argument("--mode", choices=("alternate", "keyed"), default="alternate",
+                       help="--dual: alternate the models across DDIM steps, or give each reconstruction to one "
+                            "model by its (key-derived) noise")
+    train.add_argument("--distill", metavar="DUAL_FOLDER",
+                       help="DistillMD: train a student on the same images from the teachers of a --dual folder")
     train.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train_diffusion)

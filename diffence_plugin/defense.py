@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ from .outputs import Candidates, DefenseOutput
 from .randomness import canonical, input_keys, key_generators
 from .reconstruct import Reconstructor
 from .select import ORIGINAL, Selection, label_matches, phi, select
-from .validation import as_image_batch, check_image_geometry
+from .validation import as_image_batch, check_image_geometry, read_json_object
 
 
 CONFIG_FILE = "diffence.json"
@@ -91,12 +90,7 @@ class Diffence:
     def fingerprint(self) -> str:
         """Short hash of the diffusion model's config and weights, stored with calibrations."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(json.dumps(dict(self.reconstructor.unet.config), sort_keys=True,
-                                               default=str).encode())
-            for name, tensor in sorted(self.reconstructor.unet.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            self._fingerprint = digest.hexdigest()[:16]
+            self._fingerprint = self.reconstructor.fingerprint()
         return self._fingerprint
 
     def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -397,15 +391,9 @@ class Diffence:
         settings (a changed n, t, k or scenario makes a saved calibration unusable: it is then not loaded)."""
         path = Path(path)
         file = path / CONFIG_FILE
-        try:
-            payload = json.loads(file.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{str(file)!r} does not exist: not a folder written by "
-                                    "Diffence.save_pretrained") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{str(file)!r} is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != CONFIG_FORMAT \
-                or not isinstance(payload.get("config"), dict):
+        payload = read_json_object(file, fmt=CONFIG_FORMAT,
+                                   missing="not a folder written by Diffence.save_pretrained")
+        if not isinstance(payload.get("config"), dict):
             raise ValueError(f"{str(file)!r} is not a {CONFIG_FORMAT} file")
         known = {f.name for f in dataclasses.fields(DiffenceConfig)}
         unknown = sorted(set(payload["config"]) - known) + sorted(set(changes) - known)

@@ -7,6 +7,7 @@ eta = 0; both are delegated to diffusers' ``DDIMScheduler`` (``add_noise`` and `
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -15,11 +16,14 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.utils import is_accelerate_available
 
-from .validation import check_image_geometry
+from .validation import check_image_geometry, read_json_object
 
 UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 SCHEDULER_FILES = ("scheduler_config.json",)
 TRAINING_FILE = "training.json"  # optional: how the UNet was trained (steps run, seconds, settings)
+DUAL_FILE = "dual.json"  # a DualReconstructor's folder: its mode; the two models in first/ and second/
+DUAL_FORMAT = "diffence-dual-reconstructor"
+DUAL_MODES = ("alternate", "keyed")
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -77,6 +81,16 @@ class Reconstructor:
         self._lock = threading.Lock()
         self.training: dict | None = None
 
+    def __getstate__(self) -> dict:
+        """Without the lock and the cached schedules, so that a reconstructor can travel to a worker process."""
+        state = self.__dict__.copy()
+        state["_lock"], state["_schedules"] = None, {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def channels(self) -> int:
         return int(self.unet.config.in_channels)
@@ -116,7 +130,18 @@ class Reconstructor:
         steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
         return self.scheduler.add_noise(x0, noise, steps)
 
-    def denoise(self, x_t: torch.Tensor, t: int, k: int, autocast: torch.dtype | None = None) -> torch.Tensor:
+    def predict_noise(self, sample: torch.Tensor, timestep: int, position: int = 0,
+                      route: torch.Tensor | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """The epsilon the pipeline predicts for ``sample`` at ``timestep`` at its ``position``-th DDIM step.
+
+        One model answers every step here; ``DualReconstructor`` picks a model by ``position`` (alternation)
+        or by ``route`` (one bool per sample: True = second model).
+        """
+        with self._autocast(autocast):
+            return self.unet(sample, timestep).sample.float()
+
+    def denoise(self, x_t: torch.Tensor, t: int, k: int, autocast: torch.dtype | None = None,
+                route: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) from step ``t`` to the predicted x0, one UNet call per step."""
         steps = self.timesteps(t, k)
         if not steps:
@@ -124,11 +149,14 @@ class Reconstructor:
         schedule = self._schedule(k)
         sample = x_t
         for i, step in enumerate(steps):
-            with self._autocast(autocast):
-                eps = self.unet(sample, step).sample
-            out = schedule.step(eps.float(), step, sample, eta=0.0)
+            eps = self.predict_noise(sample, step, i, route, autocast)
+            out = schedule.step(eps, step, sample, eta=0.0)
             sample = out.pred_original_sample if i == len(steps) - 1 else out.prev_sample
         return sample
+
+    def route(self, noise: torch.Tensor) -> torch.Tensor | None:
+        """Which model denoises each of these (R, C, H, W) noise draws; None: there is one model."""
+        return None
 
     def _schedule(self, k: int) -> DDIMScheduler:
         """The DDIM schedule of stride ``k``: made once under a lock and never mutated afterwards, so that
@@ -187,9 +215,14 @@ class Reconstructor:
         out = torch.empty_like(x0)
         for start in range(0, b * n, max_batch):
             sl = slice(start, start + max_batch)
-            x_t = self.add_noise(x0[sl], flat_noise[sl].to(device, torch.float32), t)
-            out[sl] = self.denoise(x_t, t, k, autocast)
+            chunk_noise = flat_noise[sl].to(device, torch.float32)
+            x_t = self.add_noise(x0[sl], chunk_noise, t)
+            out[sl] = self.denoise(x_t, t, k, autocast, self.route(chunk_noise))
         return ((out.clamp(-1, 1) + 1) / 2).reshape(shape)
+
+    def fingerprint(self) -> str:
+        """Short hash of the UNet's config and weights (calibration files record it)."""
+        return _unet_digest(self.unet).hexdigest()[:16]
 
     def _autocast(self, dtype: torch.dtype | None):
         if dtype is None:
@@ -206,8 +239,11 @@ class Reconstructor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu") -> "Reconstructor":
-        """Load what ``save_pretrained`` wrote; never touches the network and never unpickles."""
+        """Load what ``save_pretrained`` wrote (a ``DualReconstructor``'s folder too); never touches the network
+        and never unpickles."""
         path = Path(path)
+        if (path / DUAL_FILE).is_file():
+            return DualReconstructor.from_pretrained(path, device)
         missing = [f"unet/{f}" for f in UNET_FILES if not (path / "unet" / f).is_file()]
         missing += [f"scheduler/{f}" for f in SCHEDULER_FILES if not (path / "scheduler" / f).is_file()]
         if missing:
@@ -221,11 +257,124 @@ class Reconstructor:
             raise ValueError(f"checkpoint directory {str(path)!r} could not be loaded: {exc}") from exc
         reconstructor = cls(unet.to(device), scheduler)
         if (path / TRAINING_FILE).is_file():
-            try:
-                training = json.loads((path / TRAINING_FILE).read_text())
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{str(path / TRAINING_FILE)!r} is not valid JSON: {exc}") from exc
-            if not isinstance(training, dict):
-                raise ValueError(f"{str(path / TRAINING_FILE)!r} must hold a JSON object, got {type(training).__name__}")
-            reconstructor.training = training
+            reconstructor.training = read_json_object(path / TRAINING_FILE)
         return reconstructor
+
+
+class DualReconstructor(Reconstructor):
+    """DualMD's private inference: two DDPMs trained on disjoint halves of the defender's data, used together
+    so that no reconstruction is made by the model that saw the input alone.
+
+    Args:
+        first, second: reconstructors made by ``diffusion.train_dual`` (their ``training["split"]`` records
+            say which half of which split each saw; a pair from different splits, or two copies of one half,
+            is refused).
+        mode: "alternate": the DDIM steps alternate first, second, first, ... (an odd number of steps gives
+            the first model one more); "keyed": each reconstruction is made by one model, chosen by a hash of
+            its noise draw, which Diffence derives from the input's key and its secret seed.
+
+    Works wherever a ``Reconstructor`` does (``Diffence``, the ART adapters, pipelines, calibration files:
+    the fingerprint covers both models and the mode).
+    """
+
+    def __init__(self, first: Reconstructor, second: Reconstructor, mode: str = "alternate") -> None:
+        if mode not in DUAL_MODES:
+            raise ValueError(f"unknown dual mode {mode!r}; choose from {DUAL_MODES}")
+        for name, model in (("first", first), ("second", second)):
+            if not isinstance(model, Reconstructor) or isinstance(model, DualReconstructor):
+                raise TypeError(f"{name} must be a single-model Reconstructor, got {type(model).__name__}")
+        check_pair(first, second)
+        super().__init__(first.unet, first.scheduler)
+        self.models = (first, second)
+        self.mode = mode
+        self.training = {"dual": {"mode": mode, "first": first.training, "second": second.training}}
+
+    def to(self, device: torch.device | str) -> "DualReconstructor":
+        for model in self.models:
+            model.to(device)
+        return self
+
+    def predict_noise(self, sample: torch.Tensor, timestep: int, position: int = 0,
+                      route: torch.Tensor | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
+        if self.mode == "alternate":
+            return self.models[position % 2].predict_noise(sample, timestep, autocast=autocast)
+        if route is None or tuple(route.shape) != (sample.shape[0],):
+            raise ValueError("keyed mode needs a route (one bool per sample, from route(noise)) to pick each "
+                             "sample's model")
+        out = torch.empty_like(sample, dtype=torch.float32)
+        for index, rows in enumerate((~route, route)):
+            if bool(rows.any()):
+                out[rows] = self.models[index].predict_noise(sample[rows], timestep, autocast=autocast)
+        return out
+
+    def route(self, noise: torch.Tensor) -> torch.Tensor | None:
+        """Keyed mode: True (second model) where the first bit of SHA-256 of the draw's bytes is set, a fair
+        coin that is the same for equal draws and unrelated to any statistic of the noise itself."""
+        if self.mode != "keyed":
+            return None
+        rows = noise.detach().to("cpu", torch.float32).contiguous().reshape(noise.shape[0], -1).numpy()
+        bits = [hashlib.sha256(row.tobytes()).digest()[0] >> 7 for row in rows]
+        return torch.tensor(bits, dtype=torch.bool, device=noise.device)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"{DUAL_FORMAT}:{self.mode}".encode())
+        for model in self.models:
+            digest.update(model.fingerprint().encode())
+        return digest.hexdigest()[:16]
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """``dual.json`` (format, mode) and the two models in ``first/`` and ``second/``."""
+        path = Path(path)
+        for name, model in zip(("first", "second"), self.models):
+            model.save_pretrained(path / name)
+        (path / DUAL_FILE).write_text(json.dumps({"format": DUAL_FORMAT, "version": 1, "mode": self.mode}, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu",
+                        mode: str | None = None) -> "DualReconstructor":
+        """Load what ``save_pretrained`` wrote; ``mode`` overrides the saved one."""
+        path = Path(path)
+        file = path / DUAL_FILE
+        payload = read_json_object(file, fmt=DUAL_FORMAT, missing="not a DualReconstructor folder")
+        unknown = sorted(set(payload) - {"format", "version", "mode"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {str(file)!r}")
+        missing = [name for name in ("first", "second") if not (path / name).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{str(path)!r} is missing the {' and '.join(missing)} model folder(s) of the "
+                                    "dual pair")
+        first, second = (Reconstructor.from_pretrained(path / name, device) for name in ("first", "second"))
+        return cls(first, second, mode or payload.get("mode", "alternate"))
+
+
+def split_record(model: Reconstructor, name: str) -> dict:
+    """The disjoint-half record ``train_dual`` leaves in a model's ``training``; a clear error without one."""
+    split = (model.training or {}).get("split")
+    if not isinstance(split, dict) or split.get("half") not in ("a", "b"):
+        raise ValueError(f"the {name} model carries no record of the disjoint half it was trained on; train the "
+                         "pair with diffence_plugin.diffusion.train_dual (or train-diffusion --dual)")
+    return split
+
+
+def check_pair(first: Reconstructor, second: Reconstructor) -> None:
+    """Refuse two models that are not the two halves of one split of one dataset, or that do not fit together."""
+    a, b = split_record(first, "first"), split_record(second, "second")
+    if a["half"] == b["half"]:
+        raise ValueError(f"both models were trained on half {a['half']!r}; a dual pair needs halves 'a' and 'b'")
+    for key in ("seed", "data", "records"):
+        if a.get(key) != b.get(key):
+            raise ValueError(f"the two models come from different splits: {key} {a.get(key)!r} vs {b.get(key)!r}")
+    if (first.channels, first.image_size) != (second.channels, second.image_size):
+        raise ValueError(f"the two models take different images: {first.channels}x{first.image_size}px vs "
+                         f"{second.channels}x{second.image_size}px")
+    if dict(first.scheduler.config) != dict(second.scheduler.config):
+        raise ValueError("the two models were trained with different noise schedules")
+
+
+def _unet_digest(unet: UNet2DModel) -> "hashlib._Hash":
+    config = {k: v for k, v in unet.config.items() if not k.startswith("_")}  # not where or how it was loaded
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(unet.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest

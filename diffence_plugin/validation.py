@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
+
+
+def read_json_object(path: str | Path, *, fmt: str | None = None, label: str = "", missing: str = "") -> dict:
+    """Parse a JSON file that must hold an object (whose "format" is ``fmt``, when given); every problem is
+    an error naming the file (``label`` says what it is, ``missing`` what its absence means)."""
+    path = Path(path)
+    name = f"{label} {str(path)!r}" if label else repr(str(path))
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name} does not exist" + (f": {missing}" if missing else "")) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
+    if fmt is not None and (not isinstance(payload, dict) or payload.get("format") != fmt):
+        raise ValueError(f"{name} is not a {fmt} file")
+    if not isinstance(payload, dict):
+        raise ValueError(f"{name} must hold a JSON object, got {type(payload).__name__}")
+    return payload
 
 
 def as_image_batch(x: torch.Tensor | np.ndarray, name: str = "x") -> torch.Tensor:

@@ -137,3 +137,25 @@ def test_cli_evaluate_refuses_a_bad_config_with_exit_code_2(trained, tmp_path, c
     assert main(["evaluate", str(bad)]) == 2
     assert "[target].weights" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "audit", ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_cli_evaluate_on_ray_gives_the_local_numbers(trained, tmp_path, monkeypatch):
+    """``diffence evaluate RECORD --executor ray`` (a local Ray instance) reproduces a local run's every
+    attack figure, and ``RAY_ADDRESS`` is honoured when no ``--address`` is given."""
+    ray = pytest.importorskip("ray")
+    cfg = _config(trained, run={"out": str(tmp_path / "local")}, attacks={"art": []})
+    local = run_audit(resolve(cfg, trained), log=lambda *a: None)
+    record = tmp_path / "local" / "config.json"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    try:
+        assert main(["evaluate", str(record), "--executor", "ray", "--out", str(tmp_path / "ray"),
+                     "--no-progress"]) == 0
+    finally:
+        ray.shutdown()
+    remote = json.loads((tmp_path / "ray" / "results.json").read_text())
+    written = json.loads((tmp_path / "ray" / "config.json").read_text())
+    assert written["run"]["executor"] == "ray"
+    for a, b in zip(local.results["rows"], remote["rows"]):
+        assert a["defense"] == b["defense"] and a["attacks"] == b["attacks"]

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,15 @@ from ..reconstruct import Reconstructor, default_scheduler, tiny_unet_config
 from ..validation import as_image_batch
 
 logger = logging.getLogger(__name__)
+
+
+class EpsilonTargets(Protocol):
+    """What a UNet learns to predict for a batch: ``(noisy, timesteps, indices into the images) -> epsilon``,
+    with a JSON ``record`` of where the targets come from."""
+
+    record: dict
+
+    def __call__(self, noisy: torch.Tensor, timesteps: torch.Tensor, indices: torch.Tensor) -> torch.Tensor: ...
 EMA_POWER = 0.75  # diffusers' train_unconditional default for the warm-up
 
 
@@ -43,6 +53,8 @@ def train_diffusion(
     progress: bool = True,
     autocast: torch.dtype | None = None,
     max_seconds: float | None = None,
+    targets: EpsilonTargets | None = None,
+    record: dict | None = None,
 ) -> Reconstructor:
     """Train a diffusers ``UNet2DModel`` with the DDPM epsilon loss and return its EMA weights.
 
@@ -62,6 +74,10 @@ def train_diffusion(
             ends the run (written atomically), so a run can be continued in stages of ``max_seconds``.
         autocast: optional dtype for the UNet's forward pass (``torch.bfloat16`` on GPUs).
         max_seconds: stop early once this much wall time is spent (a time budget; ``steps`` stays the cap).
+        targets: what the UNet learns to predict for a batch; default the drawn noise (the DDPM loss).
+            DistillMD passes its teachers' predictions (``diffusion.dual.TeacherTargets``); their ``record``
+            is kept in the settings.
+        record: extra facts kept in ``training`` and checked on resume (``train_dual`` records the half).
     """
     x = as_image_batch(images, "images")
     scheduler = default_scheduler()
@@ -78,7 +94,9 @@ def train_diffusion(
     unet_config = dict(unet_config or tiny_unet_config(x.shape[-1], x.shape[1]))
     settings = dict(unet_config=unet_config, batch_size=batch_size, lr=lr, max_timestep=max_timestep,
                     ema_decay=ema_decay, seed=seed, images=list(x.shape),
-                    ema=f"diffusers EMAModel, warm-up power {EMA_POWER}")
+                    ema=f"diffusers EMAModel, warm-up power {EMA_POWER}", **(record or {}))
+    if targets is not None:
+        settings["targets"] = targets.record
     torch.manual_seed(seed)
     unet = UNet2DModel(**unet_config).to(device)
     if unet.config.in_channels != x.shape[1] or unet.config.sample_size != x.shape[-1]:
@@ -116,9 +134,10 @@ def train_diffusion(
         noise = torch.randn((batch_size, *data.shape[1:]), generator=gen).to(device)
         abar = alphas[t].view(-1, 1, 1, 1)
         noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
+        goal = noise if targets is None else targets(noisy, t, idx)
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast, enabled=autocast is not None):
             prediction = unet(noisy, t).sample
-        loss = F.mse_loss(prediction.float(), noise)
+        loss = F.mse_loss(prediction.float(), goal)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -47,7 +47,8 @@ SECTIONS = {
     "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "seed": int},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
                 "augment": bool, "attacker_ddpm_steps": int, "selection_draws": int},
-    "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool},
+    "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
+            "address": str, "threads": int, "shard_size": int},
 }
 DEFAULTS = {
     "target": {"options": {}},
@@ -56,7 +57,8 @@ DEFAULTS = {
     "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "seed": 0},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
                 "aware": True, "augment": False, "attacker_ddpm_steps": 400, "selection_draws": 10},
-    "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True},
+    "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
+            "executor": "local", "address": "", "threads": 1, "shard_size": 256},
 }
 RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "options": dict,
                "factory": str}
@@ -207,6 +209,13 @@ def _check_semantics(cfg: dict) -> None:
             raise ConfigError(f"[attacks].art: unknown attack {name!r}; valid: {valid_art}")
     if cfg["run"]["bootstrap"] < 0:
         raise ConfigError(f"[run].bootstrap must be >= 0, got {cfg['run']['bootstrap']}")
+    from .executor import EXECUTORS
+
+    if cfg["run"]["executor"] not in EXECUTORS:
+        raise ConfigError(f"[run].executor must be one of {list(EXECUTORS)}, got {cfg['run']['executor']!r}")
+    for key in ("threads", "shard_size"):
+        if cfg["run"][key] < 1:
+            raise ConfigError(f"[run].{key} must be >= 1, got {cfg['run'][key]}")
 
 
 def load_config(path: str | Path) -> dict:
@@ -354,9 +363,15 @@ class AuditRun:
     out: Path
 
 
-def run_audit(cfg: dict, log=print) -> AuditRun:
-    """Run a resolved config (see ``load_config``); writes everything into ``[run].out``."""
+def run_audit(cfg: dict, log=print, executor=None) -> AuditRun:
+    """Run a resolved config (see ``load_config``); writes everything into ``[run].out``.
+
+    Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
+    names, local or Ray); the results do not depend on which.
+    """
     import torch
+
+    from .executor import candidates_in_shards, get_executor
 
     from ..defense import Diffence
     from ..diffusion import train_diffusion
@@ -382,6 +397,8 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
     (out / "config.json").write_text(json.dumps(record, indent=2))
     torch.manual_seed(run["seed"])
     progress = run["progress"]
+    executor = executor or get_executor(run["executor"], address=run["address"] or None, threads=run["threads"],
+                                        progress=progress)
     roles = roles_of(split)
     log(f"target {cfg['target']['model']} on {len(split.members)} members; roles {[len(getattr(split, r)) for r in roles]}")
 
@@ -404,8 +421,11 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
                 c = only.config
                 key = (only.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic, q)  # same DDPM and draws: reuse
                 if key not in reconstructed:
-                    reconstructed[key] = {r: only.candidates(model, torch.from_numpy(xq[getattr(split, r)]))
-                                          for r in roles}
+                    order = np.concatenate([getattr(split, r) for r in roles])
+                    every = candidates_in_shards(executor, only, model, xq[order], run["shard_size"])
+                    bounds = np.cumsum([0] + [len(getattr(split, r)) for r in roles])
+                    reconstructed[key] = {r: every.subset(torch.arange(bounds[i], bounds[i + 1]))
+                                          for i, r in enumerate(roles)}
                 if not q:
                     diffences[d["label"]] = (only, reconstructed[key])
                 released[q][d["label"]] = release_all(only, reconstructed[key])
@@ -422,7 +442,7 @@ def run_audit(cfg: dict, log=print) -> AuditRun:
         from .references import train_references
 
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=run["seed"] + 1,
-                                cache=out / "reference-cache", progress=progress)
+                                cache=out / "reference-cache", progress=progress, executor=executor)
         for q, xq in queries.items():
             views[q]["undefended"] = undefended_view(refs, xq, universe)
         attacker_ddpms: dict = {}  # the attacker's own DDPM and reconstructions, per (UNet, n, t, k)

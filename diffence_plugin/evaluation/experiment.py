@@ -27,6 +27,7 @@ from ..diffusion import train_diffusion
 from ..plugins import DefensePipeline
 from ..progress import echo, phase
 from ..randomness import experiment_seed
+from ..reconstruct import Reconstructor
 from .metrics import accuracy
 from .protocol import MembershipSplit
 from .references import ReferenceRecipe, train_references
@@ -72,13 +73,17 @@ class ExperimentSettings:
 
 def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split: MembershipSplit,
                    settings: ExperimentSettings, *, out_dir: str | Path, progress: bool = True,
-                   log: Callable[[str], None] = echo, test: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                   log: Callable[[str], None] = echo, test: tuple[np.ndarray, np.ndarray] | None = None,
+                   reconstructor: Reconstructor | None = None) -> dict:
     """Train, defend, attack; write ``results.json``, plots and ``report.html`` to ``out_dir``; return the results.
 
     Args:
         recipe: trains the target (on ``split.members``) and the attacker's reference models alike.
         x, y: every record the split indexes: (S, C, H, W) floats in [0, 1] and int labels.
         test: optional held-out (x, y) for the target's test accuracy.
+        reconstructor: the defender's diffusion model, already trained on ``split.members`` (e.g. a DualMD
+            pair or a DistillMD student); None trains a single DDPM with the settings. The attacker's own
+            DDPM is a single one either way.
     """
     from ..adapters import art_attacks
     from ..adapters.art import DefendedClassifier
@@ -95,13 +100,17 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
     log(f"      target accuracy: train {target_accuracy['train']:.3f}"
         + (f", test {target_accuracy['test']:.3f}" if "test" in target_accuracy else ""))
 
-    budget = f", at most {s.ddpm_seconds:.0f} s" if s.ddpm_seconds else ""
-    with phase(f"[2/6] training the DDPM on the same members ({s.ddpm_steps} steps{budget}, "
-               f"t <= {s.ddpm_max_timestep})", timings, "ddpm_s", log):
-        reconstructor = train_diffusion(members, unet_config=s.unet_config, steps=s.ddpm_steps,
-                                        batch_size=s.ddpm_batch_size, max_timestep=s.ddpm_max_timestep, seed=s.seed,
-                                        progress=progress, max_seconds=s.ddpm_seconds)
-    log(f"      {reconstructor.training['steps']} DDPM steps ({reconstructor.training['stopped']})")
+    if reconstructor is None:
+        budget = f", at most {s.ddpm_seconds:.0f} s" if s.ddpm_seconds else ""
+        with phase(f"[2/6] training the DDPM on the same members ({s.ddpm_steps} steps{budget}, "
+                   f"t <= {s.ddpm_max_timestep})", timings, "ddpm_s", log):
+            reconstructor = train_diffusion(members, unet_config=s.unet_config, steps=s.ddpm_steps,
+                                            batch_size=s.ddpm_batch_size, max_timestep=s.ddpm_max_timestep,
+                                            seed=s.seed, progress=progress, max_seconds=s.ddpm_seconds)
+        log(f"      {reconstructor.training['steps']} DDPM steps ({reconstructor.training['stopped']})")
+    else:
+        log(f"[2/6] the defender's diffusion model is given: {type(reconstructor).__name__} "
+            f"{reconstructor.fingerprint()}")
 
     roles = roles_of(split)
     with phase(f"[3/6] Diffence: reconstructing {sum(len(getattr(split, r)) for r in roles)} inputs x {s.n} "

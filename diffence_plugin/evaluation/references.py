@@ -14,13 +14,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 CACHE_FORMAT = "diffence-reference-v1"
 
@@ -100,8 +102,16 @@ class ReferenceModels:
 
 
 def train_references(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, count: int, *, seed: int,
-                     cache: str | Path | None = None, progress: bool = True) -> ReferenceModels:
-    """Train (or load from ``cache``) ``count`` references, reference i on the records of ``in_mask[i]``."""
+                     cache: str | Path | None = None, progress: bool = True,
+                     executor: Executor | None = None) -> ReferenceModels:
+    """Train (or load from ``cache``) ``count`` references, reference i on the records of ``in_mask[i]``.
+
+    The training runs as one task per missing reference on ``executor`` (default: in this process). Each task
+    trains with ``reference_seed(seed, i)`` and writes its model to ``cache`` atomically, so a run that dies
+    halfway and is started again trains only the references that are not in the cache yet.
+    """
+    from .executor import LocalExecutor
+
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.int64)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
@@ -112,21 +122,34 @@ def train_references(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, coun
         folder = Path(cache)
         folder.mkdir(parents=True, exist_ok=True)
     data = _digest(x, y)
-    models = []
-    for i in tqdm(range(count), desc="reference models", unit="model", disable=None if progress else True,
-                  leave=False):
-        ref_seed = reference_seed(seed, i)
-        key = {"format": CACHE_FORMAT, "recipe": recipe.key, "data": data, "mask": _digest(mask[i]),
-               "seed": ref_seed}
-        name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        model = _load(folder, name, key, recipe) if folder is not None else None
-        if model is None:
-            torch.manual_seed(ref_seed)
-            model = recipe.train(x[mask[i]], y[mask[i]], ref_seed).eval()
-            if folder is not None:
-                _save(folder, name, key, model)
-        models.append(model)
+    entries = [_entry(recipe, data, mask[i], reference_seed(seed, i)) for i in range(count)]
+    models: list[nn.Module | None] = [_load(folder, name, key, recipe) if folder is not None else None
+                                      for name, key in entries]
+    todo = [i for i, model in enumerate(models) if model is None]
+    executor = executor or LocalExecutor(threads=torch.get_num_threads(), progress=progress)
+    trained = executor.map(train_reference, todo, shared=dict(recipe=recipe, x=x, y=y, mask=mask, seed=seed,
+                                                              folder=folder, entries=entries),
+                           desc="reference models")
+    for i, model in zip(todo, trained):
+        models[i] = model.eval()
     return ReferenceModels(models=models, in_mask=mask)
+
+
+def train_reference(index: int, *, recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, mask: np.ndarray,
+                    seed: int, folder: Path | None, entries: list[tuple[str, dict]]) -> nn.Module:
+    """One task: train reference ``index`` on its IN records with its own seed; cache it if there is a cache."""
+    ref_seed = reference_seed(seed, index)
+    torch.manual_seed(ref_seed)
+    model = recipe.train(x[mask[index]], y[mask[index]], ref_seed).eval()
+    if folder is not None:
+        _save(folder, *entries[index], model)
+    return model
+
+
+def _entry(recipe: ReferenceRecipe, data: str, mask: np.ndarray, ref_seed: int) -> tuple[str, dict]:
+    """A reference's cache name and key: the recipe, the data, its IN records and its seed."""
+    key = {"format": CACHE_FORMAT, "recipe": recipe.key, "data": data, "mask": _digest(mask), "seed": ref_seed}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20], key
 
 
 def _save(folder: Path, name: str, key: dict, model: nn.Module) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ...data.models import build_model
+from ...validation import read_json_object
 
 FORMAT = "diffence-target"
 
@@ -38,18 +39,30 @@ class TrainedTarget:
         return {"format": FORMAT, "version": 1, **data}
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor], *, epochs: int,
                batch_size: int, lr: float, weight_decay: float, generator: torch.Generator, progress: bool,
-               desc: str) -> nn.Module:
-    """Adam over shuffled mini-batches; ``batch_loss(model, xb, yb, epoch)`` is the defense's objective."""
+               desc: str, schedule: str = "constant") -> nn.Module:
+    """Adam over shuffled mini-batches; ``batch_loss(model, xb, yb, epoch)`` is the defense's objective.
+
+    ``schedule``: "constant" learning rate, or "cosine" annealing to zero over the epochs (torch's
+    ``CosineAnnealingLR``), which ends training without the late loss spikes of a constant-rate Adam.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule == "cosine" else None
     model.train()
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=None if progress else True, leave=False):
         for idx in torch.randperm(len(x), generator=generator).split(batch_size):
             optimizer.zero_grad(set_to_none=True)
             batch_loss(model, x[idx], y[idx], epoch).backward()
             optimizer.step()
+        if annealing is not None:
+            annealing.step()
     return model.eval()
 
 
@@ -90,12 +103,7 @@ def load_target(path: str | Path) -> TrainedTarget:
     missing = [name for name in ("model.safetensors", "target.json") if not (path / name).is_file()]
     if missing:
         raise FileNotFoundError(f"target folder {str(path)!r} is missing {', '.join(missing)}")
-    try:
-        config = json.loads((path / "target.json").read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{str(path / 'target.json')!r} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{str(path / 'target.json')!r} is not a {FORMAT} file")
+    config = read_json_object(path / "target.json", fmt=FORMAT)
     try:
         model = build_model(config["model_name"], int(config["nb_classes"]), int(config["input_shape"][0]),
                             bool(config.get("opacus_compatible", False)))

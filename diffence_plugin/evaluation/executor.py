@@ -1,0 +1,106 @@
+"""Where the audit's independent tasks run: training one reference model, reconstructing and classifying one
+shard of inputs. ``LocalExecutor`` runs them in this process, one after another; the Ray backend
+(``diffence_plugin.adapters.ray_executor``, the ``ray`` extra) runs the same tasks on a Ray cluster.
+
+Every task derives its randomness from the run's seed and its own index, never from scheduling order, and
+runs with the same number of torch threads on every backend, so the results are bit-identical wherever
+they run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+EXECUTORS = ("local", "ray")
+
+
+class Executor(Protocol):
+    """Runs ``task(item, **shared)`` for every item and returns the results in item order."""
+
+    name: str
+    threads: int
+
+    def map(self, task: Callable[..., R], items: Sequence[T], *, shared: dict[str, Any] | None = None,
+            desc: str = "tasks", gpu: bool = False) -> list[R]: ...
+
+
+def run_task(task: Callable[..., R], item: Any, shared: dict[str, Any], threads: int) -> R:
+    """One task with ``threads`` torch threads (restored afterwards): the same arithmetic on every backend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return task(item, **shared)
+    finally:
+        torch.set_num_threads(before)
+
+
+class LocalExecutor:
+    """In this process, one task after another (the default).
+
+    Args:
+        threads: torch threads per task; keep it equal to the Ray backend's to get bit-identical results.
+    """
+
+    name = "local"
+
+    def __init__(self, threads: int = 1, progress: bool = True) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+        self.progress = progress
+
+    def map(self, task: Callable[..., R], items: Sequence[T], *, shared: dict[str, Any] | None = None,
+            desc: str = "tasks", gpu: bool = False) -> list[R]:
+        bar = tqdm(items, desc=desc, unit="task", disable=None if self.progress else True, leave=False)
+        return [run_task(task, item, shared or {}, self.threads) for item in bar]
+
+
+def get_executor(name: str = "local", *, address: str | None = None, threads: int = 1,
+                 progress: bool = True) -> Executor:
+    """An executor by name: "local", or "ray" (connects to ``address``, else ``RAY_ADDRESS``, else starts a
+    local Ray instance)."""
+    if name == "local":
+        return LocalExecutor(threads=threads, progress=progress)
+    if name == "ray":
+        from ..adapters.ray_executor import RayExecutor
+
+        return RayExecutor(address=address or os.environ.get("RAY_ADDRESS"), threads=threads)
+    raise ValueError(f"unknown executor {name!r}; choose from {EXECUTORS}")
+
+
+def shards(total: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive shards of at most ``size`` inputs."""
+    if size < 1:
+        raise ValueError(f"shard size must be >= 1, got {size}")
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def candidates_in_shards(executor: Executor, defense, classifier, x: np.ndarray, shard_size: int):
+    """``defense.candidates(classifier, x)`` as one task per shard of ``shard_size`` inputs.
+
+    Needs the deterministic mode (each input's draws come from its key and the secret seed, not from the
+    order in which shards run); in the other mode only the local executor may run it, as one task.
+    """
+    from ..outputs import Candidates
+
+    if not defense.config.deterministic:
+        if executor.name != "local":
+            raise ValueError("reconstructing in shards on several workers needs Diffence(deterministic=True): "
+                             "otherwise each input's draws depend on which shards ran before it")
+        return defense.candidates(classifier, torch.from_numpy(x))
+    parts = executor.map(_candidates_task, shards(len(x), shard_size), shared=dict(defense=defense,
+                         classifier=classifier, x=x), desc="reconstruction shards")
+    return Candidates.cat(parts)
+
+
+def _candidates_task(bounds: tuple[int, int], *, defense, classifier, x: np.ndarray):
+    start, stop = bounds
+    return defense.candidates(classifier, torch.from_numpy(x[start:stop]))
