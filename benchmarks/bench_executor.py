@@ -41,7 +41,8 @@ def main() -> None:
         ready = time.perf_counter()
         runs[name] = train_references(recipe, x, y, args.references, seed=0, progress=False, executor=executor)
         timings[name] = {"start_s": ready - clock, "train_s": time.perf_counter() - ready}
-        print(f"{name}: {timings[name]['train_s']:.1f} s training (+{timings[name]['start_s']:.1f} s start)", flush=True)
+        print(f"{name}: {timings[name]['train_s']:.1f} s training (+{timings[name]['start_s']:.1f} s start)",
+              flush=True)
     identical = all(torch.equal(p, q) for a, b in zip(runs["local"].models, runs["ray"].models)
                     for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     result = {"settings": vars(args), "timings": timings, "bit_identical": identical, "machine": machine()}

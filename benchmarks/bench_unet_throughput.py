@@ -25,14 +25,9 @@ from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
 def configs() -> dict[str, dict]:
     """The UNets the CIFAR CPU study compares: the tiny two-level UNet at three widths and the diffusers
     CIFAR UNet (Ho et al.'s layout) at a quarter and an eighth of its width."""
-    def cifar(scale: int) -> dict:
-        cfg = cifar_unet_config()
-        cfg["block_out_channels"] = tuple(c // scale for c in cfg["block_out_channels"])
-        cfg["norm_num_groups"] = 8
-        cfg["attention_head_dim"] = 8
-        return cfg
     return {"tiny-16": tiny_unet_config(32, 3, 16), "tiny-32": tiny_unet_config(32, 3, 32),
-            "tiny-64": tiny_unet_config(32, 3, 64), "cifar-1/8": cifar(8), "cifar-1/4": cifar(4)}
+            "tiny-64": tiny_unet_config(32, 3, 64), "cifar-1/8": cifar_unet_config(8),
+            "cifar-1/4": cifar_unet_config(4)}
 
 
 def rate(fn, images: int, seconds: float = 4.0) -> float:

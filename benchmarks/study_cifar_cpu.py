@@ -1,7 +1,8 @@
 """What Diffence needs to protect a CIFAR-10 classifier on a 2-core CPU: DDPM size and training time, the
 noise step T, the number of reconstructions N, and how much the target memorises.
 
-For every DDPM (UNet width x training minutes, trained in stages on the target's members, so the 15-minute
+For every DDPM (UNet: the tiny one at each ``--widths``, diffusers' CIFAR UNet at 1/divisor of its channels for
+each ``--cifar-divisors``; x training minutes, trained in stages on the target's members, so the 15-minute
 model continues the 5-minute one) and every T, the study reconstructs the defender's, the attacker's and the
 evaluation records once at the largest N (smaller N use the first reconstructions), classifies them with
 every target, calibrates Scenario 1 on the defender's records, and reports:
@@ -34,7 +35,7 @@ from diffence_plugin.evaluation.report import machine
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, evaluate_defense, release_all,
                                                roles_of, undefended_releases, undefended_view)
 from diffence_plugin.randomness import experiment_seed
-from diffence_plugin.reconstruct import tiny_unet_config
+from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
 from diffence_plugin.select import label_matches
 
 
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="the target's Adam rate (the CPU preset: 2e-3)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                         help="the target's rate schedule (the CPU preset: cosine, which memorises)")
-    parser.add_argument("--widths", type=int, nargs="+", default=[16])
+    parser.add_argument("--widths", type=int, nargs="*", default=[16], help="tiny UNet widths")
+    parser.add_argument("--cifar-divisors", type=int, nargs="*", default=[],
+                        help="diffusers' CIFAR UNet at 1/divisor of its channels (8: 0.56 M parameters)")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5], help="cumulative DDPM training stages")
     parser.add_argument("--t", type=int, nargs="+", default=[20, 40, 60, 100])
     parser.add_argument("--n", type=int, nargs="+", default=[8])
@@ -93,13 +96,14 @@ def main() -> None:
               f"{base_row.best.attack} AUC {base_row.best.auc:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
 
     rows = []
-    for width in args.widths:
-        unet = tiny_unet_config(32, 3, width=width)
+    unets = {f"w{w}": tiny_unet_config(32, 3, width=w) for w in args.widths}
+    unets.update({f"cifar-1/{d}": cifar_unet_config(d) for d in args.cifar_divisors})
+    for name, unet in unets.items():
         spent = 0.0
         for minutes in sorted(args.minutes):
             ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=10_000_000,
                                    batch_size=64, max_timestep=max(args.t), seed=args.seed, progress=False,
-                                   max_seconds=minutes * 60 - spent, checkpoint=out / f"ddpm-w{width}.pt",
+                                   max_seconds=minutes * 60 - spent, checkpoint=out / f"ddpm-{name.replace('/', '-')}.pt",
                                    checkpoint_every=1_000_000)
             spent = minutes * 60
             steps = ddpm.training["steps"]
@@ -124,7 +128,7 @@ def main() -> None:
                                                seed=args.seed)
                         change = compare_to(row, target["base"], seed=args.seed)
                         rows.append({
-                            "width": width, "minutes": minutes, "ddpm_steps": steps, "t": t, "n": n,
+                            "unet": name, "minutes": minutes, "ddpm_steps": steps, "t": t, "n": n,
                             "epochs": epochs, "train_acc": target["train_acc"], "test_acc": target["test_acc"],
                             "undefended_best_auc": target["base"].best.auc, "best_auc": row.best.auc,
                             "best_attack": row.best.attack, "best_change": change["best"],
@@ -135,7 +139,7 @@ def main() -> None:
                         })
                         r = rows[-1]
                         lira = r["lira_change"]
-                        print(f"w{width} {minutes:g} min ({steps} steps) t={t} n={n} epochs={epochs}: best "
+                        print(f"{name} {minutes:g} min ({steps} steps) t={t} n={n} epochs={epochs}: best "
                               f"{r['best_change']['auc_change']:+.3f} [{r['best_change']['ci'][0]:+.3f}, "
                               f"{r['best_change']['ci'][1]:+.3f}]"
                               + (f", LiRA {lira['auc_change']:+.3f} [{lira['ci'][0]:+.3f}, {lira['ci'][1]:+.3f}]"
@@ -147,10 +151,10 @@ def main() -> None:
                 (out / "study.json").write_text(json.dumps({"args": vars(args), "rows": rows, "partial": True,
                                                              "machine": machine()}, indent=2, default=float))
     for epochs in args.epochs:  # which T calibration would choose, per DDPM and target (at the largest N)
-        for width in args.widths:
+        for name in unets:
             for minutes in args.minutes:
-                cell = [r for r in rows if (r["epochs"], r["width"], r["minutes"], r["n"]) ==
-                        (epochs, width, minutes, max(args.n))]
+                cell = [r for r in rows if (r["epochs"], r["unet"], r["minutes"], r["n"]) ==
+                        (epochs, name, minutes, max(args.n))]
                 if cell:
                     chosen = min(cell, key=lambda r: r["js"])
                     for r in cell:
@@ -166,29 +170,45 @@ def main() -> None:
     print(f"done in {result['seconds']:.0f} s")
 
 
+def unet_of(row: dict) -> str:
+    """The row's DDPM UNet ("w16": tiny, width 16; "cifar-1/8"); rows of older study.json files have a width."""
+    return row.get("unet") or f"w{row['width']}"
+
+
 def plot(rows: list[dict], path: Path) -> None:
-    """AUC change of the best attack against T, one line per DDPM (width, minutes) and target (epochs)."""
+    """AUC change of the best attack at the largest N against T (one line per DDPM and target) and, when the
+    DDPM was trained in several stages, against its training minutes (one line per T and target)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = max(r["n"] for r in rows)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in sorted({(r["width"], r["minutes"], r["epochs"]) for r in rows}):
-        cell = sorted((r for r in rows if (r["width"], r["minutes"], r["epochs"], r["n"]) == (*key, n)),
-                      key=lambda r: r["t"])
-        ts = [r["t"] for r in cell]
-        mid = [r["best_change"]["auc_change"] for r in cell]
-        lo = [r["best_change"]["ci"][0] for r in cell]
-        hi = [r["best_change"]["ci"][1] for r in cell]
-        line, = ax.plot(ts, mid, marker="o", label=f"DDPM w{key[0]}, {key[1]:g} min; target {key[2]} epochs")
-        ax.fill_between(ts, lo, hi, color=line.get_color(), alpha=0.15)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("noise step T")
-    ax.set_ylabel("best-attack AUC change (Scenario 1)")
-    ax.set_title(f"CIFAR-10 on 2 CPU cores, N = {n}, 95% CIs")
-    ax.legend(fontsize=7)
+    rows = [r for r in rows if r["n"] == n]
+    panels = [axis for axis, key in (("t", "t"), ("minutes", "minutes")) if len({r[key] for r in rows}) > 1] or ["t"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+
+    def draw(ax, line_key, x_key, label):
+        for key in sorted({line_key(r) for r in rows}):
+            cell = sorted((r for r in rows if line_key(r) == key), key=lambda r: r[x_key])
+            xs = [r[x_key] for r in cell]
+            line, = ax.plot(xs, [r["best_change"]["auc_change"] for r in cell], marker="o", label=label(key))
+            ax.fill_between(xs, [r["best_change"]["ci"][0] for r in cell], [r["best_change"]["ci"][1] for r in cell],
+                            color=line.get_color(), alpha=0.15)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel("best-attack AUC change (Scenario 1)")
+        ax.legend(fontsize=7)
+
+    for ax, panel in zip(axes[0], panels):
+        if panel == "t":
+            draw(ax, lambda r: (unet_of(r), r["minutes"], r["epochs"]), "t",
+                 lambda k: f"DDPM {k[0]}, {k[1]:g} min; target {k[2]} epochs")
+            ax.set_xlabel("noise step T")
+        else:
+            draw(ax, lambda r: (unet_of(r), r["t"], r["epochs"]), "minutes",
+                 lambda k: f"DDPM {k[0]}, T = {k[1]}; target {k[2]} epochs")
+            ax.set_xlabel("DDPM training minutes (2 cores)")
+    fig.suptitle(f"CIFAR-10 on 2 CPU cores, N = {n}, 95% CIs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -202,7 +222,7 @@ def print_table(result: dict) -> None:
           "best-attack change [95% CI] | LiRA change [95% CI] | label kept m / n | JS (undefended) | chosen |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
-        print(f"| w{r['width']} | {r['minutes']:g} ({r['ddpm_steps']}) | {r['epochs']} ({r['train_acc']:.2f}/"
+        print(f"| {unet_of(r)} | {r['minutes']:g} ({r['ddpm_steps']}) | {r['epochs']} ({r['train_acc']:.2f}/"
               f"{r['test_acc']:.2f}) | {r['t']} | {r['n']} | {r['undefended_best_auc']:.3f} | {r['best_auc']:.3f} | "
               f"{ci(r['best_change'])} | {ci(r['lira_change'])} | {r['label_match_members']:.2f} / "
               f"{r['label_match_nonmembers']:.2f} | {r['js']:.4f} ({r['js_undefended']:.4f}) | "

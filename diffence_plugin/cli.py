@@ -130,7 +130,8 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     if (args.dual or args.distill) and args.checkpoint:
         raise UsageError("--checkpoint resumes a single model's training; not with --dual or --distill")
     if args.distill and not (Path(args.distill) / "dual.json").is_file():
-        raise UsageError(f"--distill needs a folder written by train-diffusion --dual; {args.distill!r} has no dual.json")
+        raise UsageError(f"--distill needs a folder written by train-diffusion --dual; {args.distill!r} has no "
+                         "dual.json")
     out = _out_folder(args.out, args.overwrite)
     _log_to_stderr()
     import numpy as np

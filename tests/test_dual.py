@@ -133,6 +133,11 @@ def test_dual_pair_round_trips_and_loads_through_the_generic_loader(pair, data, 
                                pair.reconstruct(data[:3], 2, 60, 20, noise=noise))
     keyed = DualReconstructor.from_pretrained(tmp_path / "dual", mode="keyed")
     assert keyed.mode == "keyed" and keyed.fingerprint() != pair.fingerprint()
+    with pytest.raises(FileExistsError, match="holds a dual pair"):  # would be shadowed by dual.json on load
+        pair.models[0].save_pretrained(tmp_path / "dual")
+    pair.models[0].save_pretrained(tmp_path / "single")
+    with pytest.raises(FileExistsError, match="holds a single model"):
+        pair.save_pretrained(tmp_path / "single")
 
 
 def test_mismatched_or_incomplete_pairs_are_refused(pair, data, tmp_path):

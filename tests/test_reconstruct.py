@@ -155,3 +155,21 @@ def test_constructor_rejects_non_unet_and_non_epsilon_schedules():
     rec = make_reconstructor()
     with pytest.raises(ValueError, match="epsilon"):
         Reconstructor(rec.unet, DDPMScheduler(prediction_type="v_prediction"))
+
+
+def test_cifar_unet_at_reduced_width_keeps_the_layout():
+    from diffusers import UNet2DModel
+
+    from diffence_plugin import cifar_unet_config
+
+    full, eighth = cifar_unet_config(), cifar_unet_config(8)
+    assert eighth["block_out_channels"] == (16, 32, 32, 32)
+    layout = {k: v for k, v in full.items() if k != "block_out_channels"}
+    assert {k: v for k, v in eighth.items() if k not in ("block_out_channels", "norm_num_groups",
+                                                          "attention_head_dim")} == layout
+    unet = UNet2DModel(**eighth)
+    assert 0.5e6 < sum(p.numel() for p in unet.parameters()) < 0.6e6
+    with torch.no_grad():
+        assert unet(torch.zeros(1, 3, 32, 32), 10).sample.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="divisor"):
+        cifar_unet_config(3)

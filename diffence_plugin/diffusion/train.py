@@ -34,6 +34,8 @@ class EpsilonTargets(Protocol):
     record: dict
 
     def __call__(self, noisy: torch.Tensor, timesteps: torch.Tensor, indices: torch.Tensor) -> torch.Tensor: ...
+
+
 EMA_POWER = 0.75  # diffusers' train_unconditional default for the warm-up
 
 

@@ -34,11 +34,15 @@ import copy
 import importlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 SECTIONS = {
     "target": {"model": str, "weights": str, "nb_classes": int, "options": dict},
@@ -363,7 +367,7 @@ class AuditRun:
     out: Path
 
 
-def run_audit(cfg: dict, log=print, executor=None) -> AuditRun:
+def run_audit(cfg: dict, log: Callable[[str], None] = print, executor: Executor | None = None) -> AuditRun:
     """Run a resolved config (see ``load_config``); writes everything into ``[run].out``.
 
     Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
@@ -371,12 +375,11 @@ def run_audit(cfg: dict, log=print, executor=None) -> AuditRun:
     """
     import torch
 
-    from .executor import candidates_in_shards, get_executor
-
     from ..defense import Diffence
     from ..diffusion import train_diffusion
     from ..plugins import DefensePipeline
     from ..randomness import experiment_seed
+    from .executor import candidates_in_shards, get_executor
     from .report import machine, write_report
     from .runner import (ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense, hflip,
                          labels_kept, release_all, roles_of, selection_spread, shadow_pool, undefended_releases,

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from ..outputs import Candidates
+
+if TYPE_CHECKING:
+    from ..defense import Diffence
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,14 +88,13 @@ def shards(total: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def candidates_in_shards(executor: Executor, defense, classifier, x: np.ndarray, shard_size: int):
+def candidates_in_shards(executor: Executor, defense: Diffence, classifier: torch.nn.Module, x: np.ndarray,
+                         shard_size: int) -> Candidates:
     """``defense.candidates(classifier, x)`` as one task per shard of ``shard_size`` inputs.
 
     Needs the deterministic mode (each input's draws come from its key and the secret seed, not from the
     order in which shards run); in the other mode only the local executor may run it, as one task.
     """
-    from ..outputs import Candidates
-
     if not defense.config.deterministic:
         if executor.name != "local":
             raise ValueError("reconstructing in shards on several workers needs Diffence(deterministic=True): "
@@ -101,6 +105,7 @@ def candidates_in_shards(executor: Executor, defense, classifier, x: np.ndarray,
     return Candidates.cat(parts)
 
 
-def _candidates_task(bounds: tuple[int, int], *, defense, classifier, x: np.ndarray):
+def _candidates_task(bounds: tuple[int, int], *, defense: Diffence, classifier: torch.nn.Module,
+                     x: np.ndarray) -> Candidates:
     start, stop = bounds
     return defense.candidates(classifier, torch.from_numpy(x[start:stop]))
