@@ -34,7 +34,7 @@ from diffence_plugin.evaluation.diffusion_attacks import diffusion_audit
 from diffence_plugin.evaluation.experiment import run_experiment
 from diffence_plugin.evaluation.protocol import membership_split
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
-from diffence_plugin.evaluation.report import machine
+from diffence_plugin.evaluation.report import format_change, machine
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_scenarios, evaluate_defense,
                                                labels_kept, undefended_releases, undefended_view)
 from diffence_plugin.randomness import experiment_seed
@@ -202,12 +202,9 @@ def print_tables(result: dict) -> None:
                 change = row["change"] or {}
                 best, lira = change.get("best"), change.get("lira")
                 print(f"| {name} | {row['defense']} | {row['best']['attack']} {row['best']['auc']:.3f} | "
-                      f"{_change(best)} | {(row['lira'] or {}).get('auc', float('nan')):.3f} | {_change(lira)} | "
+                      f"{format_change(best, '')} | {(row['lira'] or {}).get('auc', float('nan')):.3f} | {format_change(lira, '')} | "
                       f"{row['labels_kept']:.3f} |")
 
-
-def _change(c: dict | None) -> str:
-    return "" if not c else f"{c['auc_change']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
 
 if __name__ == "__main__":
     main()

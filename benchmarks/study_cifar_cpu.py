@@ -31,7 +31,7 @@ from diffence_plugin.data import load_dataset
 from diffence_plugin.evaluation.metrics import accuracy
 from diffence_plugin.evaluation.protocol import membership_split
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
-from diffence_plugin.evaluation.report import machine
+from diffence_plugin.evaluation.report import format_change, machine
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, evaluate_defense, release_all,
                                                roles_of, undefended_releases, undefended_view)
 from diffence_plugin.randomness import experiment_seed
@@ -138,13 +138,9 @@ def main() -> None:
                             "inputs": sum(len(v) for v in inputs.values()),
                         })
                         r = rows[-1]
-                        lira = r["lira_change"]
                         print(f"{name} {minutes:g} min ({steps} steps) t={t} n={n} epochs={epochs}: best "
-                              f"{r['best_change']['auc_change']:+.3f} [{r['best_change']['ci'][0]:+.3f}, "
-                              f"{r['best_change']['ci'][1]:+.3f}]"
-                              + (f", LiRA {lira['auc_change']:+.3f} [{lira['ci'][0]:+.3f}, {lira['ci'][1]:+.3f}]"
-                                 if lira else "")
-                              + f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
+                              f"{format_change(r['best_change'])}, LiRA {format_change(r['lira_change'])}"
+                              f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
                               f"JS {r['js']:.4f} (undefended {r['js_undefended']:.4f}), "
                               f"{time.perf_counter() - start:.0f} s", flush=True)
                 del images
@@ -215,16 +211,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def print_table(result: dict) -> None:
-    def ci(c):
-        return f"{c['auc_change']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c else "-"
-
     print("\n| DDPM | minutes (steps) | target epochs (train/test acc) | T | N | undefended best AUC | S1 best AUC | "
           "best-attack change [95% CI] | LiRA change [95% CI] | label kept m / n | JS (undefended) | chosen |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
         print(f"| {unet_of(r)} | {r['minutes']:g} ({r['ddpm_steps']}) | {r['epochs']} ({r['train_acc']:.2f}/"
               f"{r['test_acc']:.2f}) | {r['t']} | {r['n']} | {r['undefended_best_auc']:.3f} | {r['best_auc']:.3f} | "
-              f"{ci(r['best_change'])} | {ci(r['lira_change'])} | {r['label_match_members']:.2f} / "
+              f"{format_change(r['best_change'])} | {format_change(r['lira_change'])} | {r['label_match_members']:.2f} / "
               f"{r['label_match_nonmembers']:.2f} | {r['js']:.4f} ({r['js_undefended']:.4f}) | "
               f"{'yes' if r.get('chosen_by_calibration') else ''} |")
 

@@ -23,6 +23,13 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from ..select import phi  # noqa: E402
 
 
+def format_change(change: dict | None, empty: str = "-") -> str:
+    """An AUC change with its 95% interval, as the tables print it: "-0.020 [-0.027, -0.013]"."""
+    if not change:
+        return empty
+    return f"{change['auc_change']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}]"
+
+
 def machine() -> dict:
     """What produced the numbers: CPU, cores, torch threads and library versions."""
     from importlib.metadata import PackageNotFoundError, version
@@ -93,10 +100,6 @@ def format_change_table(results: dict) -> str:
     for r in results["rows"][1:]:
         change, spread = r.get("change") or {}, r.get("spread") or {}
 
-        def delta(key):
-            c = change.get(key)
-            return f"{c['auc_change']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if c else "-"
-
         def draws(key):
             d = spread.get(key)
             return f"{d['mean']:.3f} ± {d['sd']:.3f} ({d['draws']})" if d else "-"
@@ -108,7 +111,8 @@ def format_change_table(results: dict) -> str:
             return f"{c['tpr@0.01_change']:+.3f} [{c['tpr_ci'][0]:+.3f}, {c['tpr_ci'][1]:+.3f}]"
 
         aware = {True: "defense-aware", False: "defense-unaware", None: "-"}[r.get("reference_aware")]
-        lines.append(f"| {r['defense']} | {delta('best')} | {delta('lira')} | {tpr()} | {draws('best_auc')} | "
+        lines.append(f"| {r['defense']} | {format_change(change.get('best'))} | {format_change(change.get('lira'))} | "
+                     f"{tpr()} | {draws('best_auc')} | "
                      f"{draws('lira_auc')} | {aware} |")
     return "\n".join(lines)
 

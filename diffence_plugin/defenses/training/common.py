@@ -42,6 +42,13 @@ class TrainedTarget:
 SCHEDULES = ("constant", "cosine")
 
 
+def check_schedule(schedule: str) -> str:
+    """``schedule`` if it is a known learning-rate schedule; else a ValueError listing them."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
+    return schedule
+
+
 def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor], *, epochs: int,
                batch_size: int, lr: float, weight_decay: float, generator: torch.Generator, progress: bool,
@@ -51,8 +58,7 @@ def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     ``schedule``: "constant" learning rate, or "cosine" annealing to zero over the epochs (torch's
     ``CosineAnnealingLR``), which ends training without the late loss spikes of a constant-rate Adam.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
+    check_schedule(schedule)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule == "cosine" else None
     model.train()

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...data.models import reinitialised
-from .common import SCHEDULES, cross_entropy_loss, run_epochs
+from .common import check_schedule, cross_entropy_loss, run_epochs
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -31,9 +31,7 @@ class Standard:
     learning rate so that a short run ends fully fitted."""
 
     def __init__(self, schedule: str = "constant") -> None:
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
-        self.schedule = schedule
+        self.schedule = check_schedule(schedule)
 
     def train(self, model, x, y, *, nb_classes, reference=None, **loop):
         return run_epochs(model, x, y, cross_entropy_loss, desc="target", schedule=self.schedule, **loop), {}
