@@ -268,7 +268,7 @@ def _train_target(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     _positive(members=args.members, calibration=args.calibration, attacker=args.attacker, evaluation=args.evaluation,
-              epochs=args.epochs, ddpm_seconds=args.ddpm_seconds)
+              epochs=args.epochs, ddpm_seconds=args.ddpm_seconds, defense_seeds=args.defense_seeds)
     if not Path(args.data).is_dir():
         from .data.datasets import LAYOUTS
 
@@ -279,8 +279,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .recipes.reproduce import CpuSettings, ReproduceSettings, reproduce, reproduce_cpu
 
     given = {"members": args.members, "calibration": args.calibration, "attacker": args.attacker,
-             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_seconds": args.ddpm_seconds}
+             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_seconds": args.ddpm_seconds,
+             "defense_seeds": args.defense_seeds}
     given = {k: v for k, v in given.items() if v is not None}
+    if args.preset == "gpu" and "defense_seeds" in given:
+        raise UsageError("--defense-seeds is an option of --preset cpu")
     preset = CpuSettings() if args.preset == "cpu" else ReproduceSettings()
     try:
         settings = dataclasses.replace(preset, dataset=args.dataset, seed=args.seed, **given)
@@ -292,7 +295,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     out = _out_folder(args.out, args.overwrite)
     _log_to_stderr()
-    from .evaluation.report import format_change_table, format_table
+    from .evaluation.report import format_change_table, format_seed_table, format_table
 
     if args.preset == "cpu":
         if args.threads:
@@ -301,6 +304,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         results = reproduce_cpu(args.data, settings, out_dir=out, progress=not args.no_progress)
         print("\n" + format_table(results) + "\n\n" + format_change_table(results))
+        if results.get("defense_seeds"):
+            print("\n" + format_seed_table(results))
         print(f"\ntarget accuracy {results['target_accuracy']}; {results['seconds']:.0f} s in all; "
               f"wrote {out / 'results.json'}")
         return 0
@@ -437,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--epochs", type=int, default=None, help="target training epochs")
     rep.add_argument("--ddpm-seconds", type=float, default=None, help="DDPM training time budget")
     rep.add_argument("--threads", type=int, default=None, help="torch threads (cpu preset; default: torch's choice)")
+    rep.add_argument("--defense-seeds", type=int, default=None,
+                     help="cpu preset: defense seeds to measure the Diffence rows with (default 1; each further one "
+                          "reconstructs, calibrates and is attacked again, about 10 min)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="runs/reproduce")
     rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")

@@ -146,6 +146,9 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     import dataclasses
 
     from diffence_plugin.cli import main
+    from diffence_plugin.evaluation.experiment import defense_seed
+    from diffence_plugin.evaluation.report import format_seed_table
+    from diffence_plugin.randomness import experiment_seed
     from diffence_plugin.recipes.reproduce import CpuSettings, reproduce_cpu
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
@@ -153,7 +156,7 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     settings = dataclasses.replace(CpuSettings(), members=60, calibration=10, attacker=10, evaluation=20,
                                    population=20, target_epochs=2, ddpm_steps=2, ddpm_batch_size=8, ddpm_width=8, n=2,
                                    t=20, k=20, t_choices=(20, 40), references=4, selection_draws=2,
-                                   attacks=("bb_loss_rf",))
+                                   defense_seeds=2, attacks=("bb_loss_rf",))
     logged = []
     results = reproduce_cpu(tmp_path, settings, out_dir=tmp_path / "out", progress=False, log=logged.append)
     rows = {r["defense"]: r for r in results["rows"]}
@@ -167,8 +170,26 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     assert results["calibration"]["scenario_1"]["t"] == results["calibration"]["scenario_2"]["t"]
     assert results["ddpm_training"]["steps"] == 2
     assert any(line.strip().startswith("done in") for line in logged)
-    assert set(results["timings"]) == {"target_s", "ddpm_s", "diffence_s", "attacker_s", "attacks_s", "report_s"}
+    assert set(results["timings"]) == {"target_s", "ddpm_s", "diffence_s", "attacker_s", "attacks_s",
+                                       "defense_seeds_s", "report_s"}
+    # a second defense seed: every Diffence row reconstructed, calibrated and attacked again
+    noise = results["defense_seeds"]
+    assert noise["seeds"] == 2 and set(noise["rows"]) == {"scenario_1", "scenario_2", "scenario_3"}
+    for name, draws in noise["rows"].items():
+        assert [d["draw"] for d in draws] == [0, 1] and draws[0]["best_auc"] == rows[name]["best"]["auc"]
+        assert all(d["t"] in (20, 40) and "lira" in d["change"] for d in draws)
+        changes = [d["change"]["best"]["auc_change"] for d in draws]
+        assert noise["summary"][name]["best"]["mean"] == pytest.approx(np.mean(changes))
+        assert noise["summary"][name]["best"]["sd"] == pytest.approx(np.std(changes, ddof=1))
+    assert defense_seed(0, 0) == experiment_seed(0) and defense_seed(0, 1) != defense_seed(0, 0)
+    assert "| scenario_1 | mean ± sd (2) |" in format_seed_table(results)
     # the command line refuses impossible sizes before any work
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--members", "100",
                  "--out", str(tmp_path / "o2")]) == 2
     assert "member roles need 2000" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--defense-seeds", "2",
+                 "--out", str(tmp_path / "o3")]) == 2
+    assert "--defense-seeds is an option of --preset cpu" in capsys.readouterr().err
+    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--defense-seeds", "0",
+                 "--out", str(tmp_path / "o3")]) == 2
+    assert "--defense-seeds must be > 0" in capsys.readouterr().err and not (tmp_path / "o3").exists()

@@ -48,6 +48,9 @@ class ExperimentSettings:
         t_choices: noise steps calibration chooses among on the defender's records (empty: always ``t``).
         references: defense-aware reference models for LiRA and RMIA (0: none, no attacker phase).
         selection_draws: fresh selection draws per Diffence row, for the spread over its randomness.
+        defense_seeds: defense seeds the Diffence rows are measured with. The first is the run's; each further
+            one reconstructs every input again with other noise, recalibrates and is attacked again, for the
+            spread over the defense's own noise, which selection draws (reconstructions fixed) do not cover.
     """
 
     unet_config: dict
@@ -63,6 +66,7 @@ class ExperimentSettings:
     seed: int = 0
     references: int = 8
     selection_draws: int = 10
+    defense_seeds: int = 1
     art_attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "shadow_models", "rule_based")
     memguard: bool = True
     bootstrap: int = 1000
@@ -90,6 +94,8 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
 
     start = time.perf_counter()
     s, timings = settings, {}
+    if s.defense_seeds < 1:
+        raise ValueError(f"defense_seeds must be at least 1 (the run's own seed), got {s.defense_seeds}")
     torch.manual_seed(s.seed)
     nb_classes = int(recipe.key.get("nb_classes", int(y.max()) + 1))
     members = torch.from_numpy(x[split.members])
@@ -117,7 +123,7 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
                f"(t={s.t}{' or ' + '/'.join(map(str, s.t_choices)) if s.t_choices else ''}, k={s.k})",
                timings, "diffence_s", log):
         defenses, cands, diffence_released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k,
-                                                                 seed=experiment_seed(s.seed), progress=progress,
+                                                                 seed=defense_seed(s.seed, 0), progress=progress,
                                                                  levels=s.levels, max_batch=s.max_batch,
                                                                  t_choices=s.t_choices)
         released = {"undefended": undefended_releases(model, x, split), **diffence_released}
@@ -188,6 +194,13 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
             rows.append(row)
             log(f"      {name}: {row.best.attack} AUC {row.best.auc:.3f}")
 
+    noise = None
+    if s.defense_seeds > 1:
+        with phase(f"[5/6] the defense's own noise: {s.defense_seeds - 1} more defense seeds, each reconstructing "
+                   "and calibrating again", timings, "defense_seeds_s", log):
+            noise = _defense_seed_spread(model, reconstructor, x, y, split, s, rows, released["undefended"],
+                                         (views, shadows), target, chosen_t, log)
+
     with phase("[6/6] writing results", timings, "report_s", log):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -197,6 +210,7 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
             "ddpm_training": reconstructor.training,
             "calibration": {f"scenario_{k}": asdict(defenses[k].calibration) for k in ("1", "2")},
             "rows": [r.to_dict() for r in rows],
+            **({"defense_seeds": noise} if noise else {}),
             "timings": timings,
             "seconds": time.perf_counter() - start,
             "machine": machine(),
@@ -204,6 +218,49 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
         (out / "results.json").write_text(json.dumps(results, indent=2))
         write_report(results, released, {r: y[getattr(split, r)] for r in roles}, out)
     return results
+
+
+def defense_seed(seed: int, draw: int) -> int:
+    """The Diffence seed of an experiment's ``draw``-th defense seed (0: the run's own, ``experiment_seed``)."""
+    return experiment_seed(seed) if draw == 0 else experiment_seed(seed, f"diffence-draw-{draw}")
+
+
+def _defense_seed_spread(model, reconstructor, x: np.ndarray, y: np.ndarray, split: MembershipSplit,
+                         s: ExperimentSettings, rows: list, undefended: dict, attacker: tuple[dict, dict], target,
+                         chosen_t: int, log) -> dict:
+    """Scenarios 1-3 under ``s.defense_seeds - 1`` further defense seeds against the same attacker: per seed
+    the chosen t, the chosen attack's AUC and the changes from the undefended row with their intervals, and
+    over all seeds (the run's first) the mean and sd of each change. The attacker is the run's (its reference
+    models, shadows and Diffence, with the first seed's chosen t: the public setting it knows)."""
+    from ..adapters.art import DefendedClassifier
+
+    views, shadows = attacker
+    per_seed = {r.defense: [{"draw": 0, "t": chosen_t, "best_auc": r.best.auc, "best_attack": r.best.attack,
+                             "change": r.change}] for r in rows if r.defense.startswith("scenario_")}
+    for draw in range(1, s.defense_seeds):
+        defenses, _, released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k,
+                                                   seed=defense_seed(s.seed, draw), progress=False,
+                                                   levels=s.levels, max_batch=s.max_batch, t_choices=s.t_choices)
+        kept = labels_kept({"undefended": undefended, **released})
+        for name, probs in released.items():
+            art = dict(estimator=DefendedClassifier(target, DefensePipeline(pre=[defenses[name[-1]]])),
+                       target=target, model=model, attacks=s.art_attacks, defended=True,
+                       shadow_answer=shadows.get(name))
+            row = evaluate_defense(name, probs, x, y, split, view=views.get(name), art=art, kept=kept[name],
+                                   seed=s.seed, bootstrap=s.bootstrap)
+            per_seed[name].append({"draw": draw, "t": defenses["1"].config.t, "best_auc": row.best.auc,
+                                   "best_attack": row.best.attack, "change": compare_to(row, rows[0], seed=s.seed)})
+            log(f"      defense seed {draw}, {name}: {row.best.attack} AUC {row.best.auc:.3f}")
+    summary = {}
+    for name, draws in per_seed.items():
+        figures = {"best": [d["change"]["best"]["auc_change"] for d in draws]}
+        if all("lira" in d["change"] for d in draws):
+            figures["lira"] = [d["change"]["lira"]["auc_change"] for d in draws]
+            if all("tpr@0.01_change" in d["change"]["lira"] for d in draws):
+                figures["lira_tpr@0.01"] = [d["change"]["lira"]["tpr@0.01_change"] for d in draws]
+        summary[name] = {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "seeds": len(v)}
+                         for k, v in figures.items()}
+    return {"seeds": s.defense_seeds, "rows": per_seed, "summary": summary}
 
 
 def _accuracies(model, x: np.ndarray, y: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None) -> dict[str, float]:

@@ -117,6 +117,32 @@ def format_change_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_seed_table(results: dict) -> str:
+    """Each Diffence row under each defense seed (reconstructed and calibrated again), and the mean and sd over
+    the seeds: the spread over the defense's own noise. Empty when the run used one seed."""
+    noise = results.get("defense_seeds")
+    if not noise:
+        return ""
+    lines = ["| defense | defense seed | t | chosen attack | chosen-attack AUC change [95% CI] | LiRA AUC change [95% CI] "
+             "| LiRA TPR@1%FPR change [95% CI] |", "|---|---|---|---|---|---|---|"]
+    for name, draws in noise["rows"].items():
+        for d in draws:
+            lira = d["change"].get("lira") or {}
+            tpr = (f"{lira['tpr@0.01_change']:+.3f} [{lira['tpr_ci'][0]:+.3f}, {lira['tpr_ci'][1]:+.3f}]"
+                   if "tpr@0.01_change" in lira else "-")
+            lines.append(f"| {name} | {d['draw']} | {d['t']} | {d['best_attack']} | "
+                         f"{format_change(d['change'].get('best'))} | {format_change(d['change'].get('lira'))} | {tpr} |")
+        summary = noise["summary"][name]
+
+        def spread(key):
+            v = summary.get(key)
+            return f"{v['mean']:+.3f} ± {v['sd']:.3f}" if v else "-"
+
+        lines.append(f"| {name} | mean ± sd ({noise['seeds']}) | | | {spread('best')} | {spread('lira')} | "
+                     f"{spread('lira_tpr@0.01')} |")
+    return "\n".join(lines)
+
+
 def format_attack_table(results: dict) -> str:
     """AUC of every attack (rows) under every defense (columns); the selection AUC decides the chosen one."""
     names = [r["defense"] for r in results["rows"]]
@@ -241,6 +267,7 @@ held-out records; it is then measured on the evaluation records. "n/a": the FPR 
 1 / non-members.</p>
 <h2>Results</h2>{_html_table(format_table(results))}
 <h2>Change from the undefended model, and the defense's own randomness</h2>{_html_table(format_change_table(results))}
+{'<h2>The defense seed</h2>' + _html_table(format_seed_table(results)) if results.get('defense_seeds') else ''}
 <h2>Every attack (AUC)</h2>{_html_table(format_attack_table(results))}
 <h2>Curves and score distributions</h2>{pictures}
 <h2>Calibration</h2><ul>{calibration}</ul>

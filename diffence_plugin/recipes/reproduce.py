@@ -66,6 +66,7 @@ class CpuSettings:
     t_choices: tuple[int, ...] = (40, 60)  # 2 or 3 DDIM steps at k = 20; calibration picks one
     references: int = 8
     selection_draws: int = 5
+    defense_seeds: int = 1  # 3: two more defense seeds, about 10 more minutes each
     attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "rule_based")
     seed: int = 0
 
@@ -75,7 +76,7 @@ class CpuSettings:
             ddpm_max_timestep=max((self.t, *self.t_choices)), ddpm_seconds=self.ddpm_seconds,
             ddpm_batch_size=self.ddpm_batch_size, n=self.n, t=self.t, k=self.k, levels=255,
             t_choices=self.t_choices, seed=self.seed, references=self.references,
-            selection_draws=self.selection_draws, art_attacks=self.attacks, memguard=False,
+            selection_draws=self.selection_draws, defense_seeds=self.defense_seeds, art_attacks=self.attacks, memguard=False,
             attacker_pool_size=self.members, extra={"preset": "cpu", **asdict(self)})
 
 
