@@ -196,7 +196,7 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
 
     noise = None
     if s.defense_seeds > 1:
-        with phase(f"[5/6] the defense's own noise: {s.defense_seeds - 1} more defense seeds, each reconstructing "
+        with phase(f"[5b/6] the defense's own noise: {s.defense_seeds - 1} more defense seeds, each reconstructing "
                    "and calibrating again", timings, "defense_seeds_s", log):
             noise = _defense_seed_spread(model, reconstructor, x, y, split, s, rows, released["undefended"],
                                          (views, shadows), target, chosen_t, log)
