@@ -5,7 +5,7 @@ evaluation records), takes LiRA's scores on the undefended target and under one 
 the paired bootstrap interval of the TPR change (``tpr_difference``, the figure the report prints) on
 random subsets of n members and n non-members. The half-width shrinks as c / sqrt(n); the fitted c gives the
 n at which a drop of the measured size would exclude zero, and the chance that it does at each n (normal
-approximation: Phi(|drop| / se - 1.96)).
+approximation: Phi(|drop| / se - z), z = norm.ppf(0.975)).
 
     python benchmarks/tpr_power.py runs/reproduce-seeds/results.json
 """
@@ -93,12 +93,13 @@ def main() -> None:
     print(f"\nfit: half-width = {c:.2f} / sqrt(n)")
     print("| records per side | predicted half-width | chance the interval excludes zero |")
     print("|---|---|---|")
+    z = norm.ppf(0.975)  # tpr_difference gives a two-sided 95% interval
     for n in (1_000, 2_000, 5_000, 10_000, 20_000):
-        se = c / math.sqrt(n) / 1.96
-        print(f"| {n:,} | {c / math.sqrt(n):.3f} | {norm.cdf(drop / se - 1.96):.0%} |")
+        se = c / math.sqrt(n) / z
+        print(f"| {n:,} | {c / math.sqrt(n):.3f} | {norm.cdf(drop / se - z):.0%} |")
     need = math.ceil((c / drop) ** 2)
     print(f"half-width below the drop from n = {need:,} per side (then a 50% chance); "
-          f"80% chance from n = {math.ceil((c * (1 + 0.8416 / 1.96) / drop) ** 2):,}")
+          f"80% chance from n = {math.ceil((c * (1 + norm.ppf(0.8) / z) / drop) ** 2):,}")
 
 
 if __name__ == "__main__":
