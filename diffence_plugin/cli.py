@@ -280,10 +280,11 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     given = {"members": args.members, "calibration": args.calibration, "attacker": args.attacker,
              "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_seconds": args.ddpm_seconds,
-             "defense_seeds": args.defense_seeds}
+             "defense_seeds": args.defense_seeds, "t_choices": tuple(args.t_choices) if args.t_choices else None}
     given = {k: v for k, v in given.items() if v is not None}
-    if args.preset == "gpu" and "defense_seeds" in given:
-        raise UsageError("--defense-seeds is an option of --preset cpu")
+    for option in ("defense_seeds", "t_choices"):
+        if args.preset == "gpu" and option in given:
+            raise UsageError(f"--{option.replace('_', '-')} is an option of --preset cpu")
     preset = CpuSettings() if args.preset == "cpu" else ReproduceSettings()
     try:
         settings = dataclasses.replace(preset, dataset=args.dataset, seed=args.seed, **given)
@@ -429,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.set_defaults(func=_train_target)
 
     rep = _command(sub, "reproduce", "the paper's CIFAR experiment: --preset gpu (ResNet-18, 25,000 members, one GPU) or "
-                   "--preset cpu (a small CNN, 2,500 members, the full audit, under 45 min on 2 cores)",
+                   "--preset cpu (a small CNN, 5,000 members, the full audit, about 44 min on 2 cores)",
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
@@ -444,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--threads", type=int, default=None, help="torch threads (cpu preset; default: torch's choice)")
     rep.add_argument("--defense-seeds", type=int, default=None,
                      help="cpu preset: defense seeds to measure the Diffence rows with (default 1; each further one "
-                          "reconstructs, calibrates and is attacked again, about 10 min)")
+                          "reconstructs, calibrates and is attacked again: about one more reconstruction phase)")
+    rep.add_argument("--t-choices", type=int, nargs="+", default=None, metavar="T",
+                     help="cpu preset: noise steps calibration chooses among (default 40 60 100; dropping 100 saves "
+                          "about a fifth of the time and protects less, see docs/results.md)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="runs/reproduce")
     rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")

@@ -186,10 +186,18 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     # the command line refuses impossible sizes before any work
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--members", "100",
                  "--out", str(tmp_path / "o2")]) == 2
-    assert "member roles need 2000" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert "member roles need 5000" in capsys.readouterr().err and not (tmp_path / "o2").exists()
     assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--defense-seeds", "2",
                  "--out", str(tmp_path / "o3")]) == 2
     assert "--defense-seeds is an option of --preset cpu" in capsys.readouterr().err
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--defense-seeds", "0",
                  "--out", str(tmp_path / "o3")]) == 2
     assert "--defense-seeds must be > 0" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--t-choices", "40", "50",
+                 "--out", str(tmp_path / "o3")]) == 2
+    assert "t_choices 50 must be a multiple of k = 20" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--t-choices", "40",
+                 "--out", str(tmp_path / "o3")]) == 2
+    assert "--t-choices is an option of --preset cpu" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="t 0 must be"):
+        dataclasses.replace(CpuSettings(), t=0)

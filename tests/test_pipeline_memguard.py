@@ -44,7 +44,8 @@ def test_memguard_keeps_labels_and_pushes_its_attack_model_to_one_half(memguard)
     assert (g[released] - 0.5).abs().mean() < (g0[released] - 0.5).abs().mean()
     assert bool(((g[released] - 0.5).abs() < 0.1).float().mean() > 0.8)
     untouched = ~out.released_noisy
-    torch.testing.assert_close(out.probs[untouched], queries[untouched].double())
+    kept = queries[untouched].double()  # released as given, renormalised in float64 (float32 sums miss 1 by ~1e-7)
+    torch.testing.assert_close(out.probs[untouched], kept / kept.sum(-1, keepdim=True))
 
 
 def test_memguard_answers_a_repeated_query_the_same_way_and_follows_the_c3_schedule(memguard):
