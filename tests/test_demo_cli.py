@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from diffence_plugin.cli import main
 from diffence_plugin.recipes.demo import DemoSettings, run_demo
+from diffence_plugin.evaluation.metrics import membership_metrics
 from diffence_plugin.evaluation.report import format_attack_table, format_table
 
 
@@ -49,8 +51,20 @@ def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
 def test_tables_have_one_line_per_defense_and_attack(demo_results):
     results = demo_results[0]
     assert len([line for line in format_table(results).splitlines() if line.startswith("| ")]) == 1 + 6
-    assert "n/a" in format_table(results) or "FPR resolution" in format_table(results)
+    assert "FPR resolution 1/60 = 1.667%: TPR at 0.1% FPR is n/a." in format_table(results)
+    assert "TPR@0.1%FPR" not in format_table(results)
     assert "same labels" in format_attack_table(results)
+
+
+def test_table_reports_tpr_at_a_tenth_of_a_percent_where_the_nonmembers_resolve_it():
+    # members score 1..2000 above every non-member (0..-1999): TPR is 100% at any FPR, 0.1% FPR = 2 false positives
+    best = membership_metrics("loss", np.arange(1.0, 2001.0), -np.arange(2000.0), bootstrap=50).to_dict(scores=False)
+    row = {"defense": "undefended", "test_accuracy": 0.5, "labels_kept": 1.0, "best": best, "lira": best,
+           "rmia": None, "correctness": None}
+    table = format_table({"rows": [row]})
+    assert "| TPR@0.1%FPR | LiRA TPR@0.1%FPR |" in table
+    assert table.splitlines()[2].count("100.0% [100.0, 100.0]") == 4
+    assert "FPR resolution 1/2000 = 0.050%: TPR at 0.1% FPR rests on 2 false positives." in table
 
 
 def test_cli_train_diffusion_saves_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from ..select import phi  # noqa: E402
+from .metrics import resolvable  # noqa: E402
 
 
 def format_change(change: dict | None, empty: str = "-") -> str:
@@ -77,18 +78,25 @@ def _tpr(result: dict | None, level: str = "0.01") -> str:
 
 
 def format_table(results: dict) -> str:
-    """The main table as Markdown: accuracy, the attacker's chosen attack, LiRA, RMIA and the label-only floor."""
+    """The main table as Markdown: accuracy, the attacker's chosen attack, LiRA, RMIA and the label-only floor.
+
+    TPR at 0.1% FPR gets its own columns only where the evaluation non-members resolve it (at least 1,000)."""
     rows = results["rows"]
-    resolution = rows[0]["best"]["fpr_resolution"]
+    nonmembers = rows[0]["best"]["nonmembers"]
+    fine = resolvable(0.001, nonmembers)
+    extra = " TPR@0.1%FPR | LiRA TPR@0.1%FPR |" if fine else ""
     head = ("| defense | test acc | labels kept | chosen attack | AUC [95% CI] | TPR@1%FPR | LiRA AUC | "
-            "LiRA TPR@1%FPR | RMIA AUC | label-only floor AUC |\n|---|---|---|---|---|---|---|---|---|---|")
+            f"LiRA TPR@1%FPR |{extra} RMIA AUC | label-only floor AUC |\n|" + "---|" * (10 + 2 * fine))
     lines = [head]
     for r in rows:
         b = r["best"]
+        cells = f" {_tpr(b, '0.001')} | {_tpr(r.get('lira'), '0.001')} |" if fine else ""
         lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {100 * r['labels_kept']:.1f}% | {b['attack']} | "
-                     f"{_auc(b)} | {_tpr(b)} | {_auc(r.get('lira'))} | {_tpr(r.get('lira'))} | "
+                     f"{_auc(b)} | {_tpr(b)} | {_auc(r.get('lira'))} | {_tpr(r.get('lira'))} |{cells} "
                      f"{_auc(r.get('rmia'))} | {_auc(r.get('correctness'))} |")
-    lines.append(f"\nFPR resolution 1/{round(1 / resolution)} = {100 * resolution:.2f}%: TPR at 0.1% FPR is n/a.")
+    note = (f"TPR at 0.1% FPR rests on {round(0.001 * nonmembers)} false positives" if fine
+            else "TPR at 0.1% FPR is n/a")
+    lines.append(f"\nFPR resolution 1/{nonmembers} = {100 / nonmembers:.3f}%: {note}.")
     return "\n".join(lines)
 
 
