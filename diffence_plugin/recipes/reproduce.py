@@ -1,6 +1,6 @@
 """``diffence reproduce cifar10``: the paper's CIFAR experiment in one command, in two presets.
 
-``--preset cpu`` (``CpuSettings``) runs on a 2-core machine in about 44 minutes: a small CNN that memorises
+``--preset cpu`` (``CpuSettings``) runs on a 2-core machine in 44 to 80 minutes: a small CNN that memorises
 5,000 members, a small low-noise DDPM trained within a time budget, the noise step chosen by calibration,
 and the full audit of the demo (defense-aware LiRA and RMIA with reference models, threshold and ART
 attacks, the attacker choosing its best attack on its own records) through ``run_experiment``.
@@ -43,7 +43,8 @@ from ..reconstruct import cifar_unet_config, tiny_unet_config
 @dataclass(frozen=True)
 class CpuSettings:
     """The CPU preset: sizes chosen by ``benchmarks/study_cifar_cpu.py`` (see docs/results.md) so that the
-    whole run, the attacker's reference models included, fits 45 minutes on 2 cores (44 measured, 2026-11-24)."""
+    whole run, the attacker's reference models included, fits 45 minutes on 2 cores at the speed of a fast day
+    (43.7 min measured 2026-11-24; 79.7 on a slow day, 2026-12-01: docs/results.md)."""
 
     dataset: str = "cifar10"
     members: int = 5_000  # 2,500 lowers the best attack's AUC too, but LiRA's TPR change is not resolved
