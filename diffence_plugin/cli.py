@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.set_defaults(func=_train_target)
 
     rep = _command(sub, "reproduce", "the paper's CIFAR experiment: --preset gpu (ResNet-18, 25,000 members, one GPU) or "
-                   "--preset cpu (a small CNN, 5,000 members, the full audit, 44-80 min on 2 cores, depending on their speed)",
+                   "--preset cpu (a small CNN, 5,000 members, the full audit, 44-80 min on 2 cores, "
+                   "depending on their speed)",
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
