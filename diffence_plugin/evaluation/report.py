@@ -84,16 +84,17 @@ def format_table(results: dict) -> str:
     rows = results["rows"]
     nonmembers = rows[0]["best"]["nonmembers"]
     fine = resolvable(0.001, nonmembers)
-    extra = " TPR@0.1%FPR | LiRA TPR@0.1%FPR |" if fine else ""
-    head = ("| defense | test acc | labels kept | chosen attack | AUC [95% CI] | TPR@1%FPR | LiRA AUC | "
-            f"LiRA TPR@1%FPR |{extra} RMIA AUC | label-only floor AUC |\n|" + "---|" * (10 + 2 * fine))
-    lines = [head]
+    columns = ["defense", "test acc", "labels kept", "chosen attack", "AUC [95% CI]", "TPR@1%FPR", "LiRA AUC",
+               "LiRA TPR@1%FPR", *(["TPR@0.1%FPR", "LiRA TPR@0.1%FPR"] if fine else []), "RMIA AUC",
+               "label-only floor AUC"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         b = r["best"]
-        cells = f" {_tpr(b, '0.001')} | {_tpr(r.get('lira'), '0.001')} |" if fine else ""
-        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {100 * r['labels_kept']:.1f}% | {b['attack']} | "
-                     f"{_auc(b)} | {_tpr(b)} | {_auc(r.get('lira'))} | {_tpr(r.get('lira'))} |{cells} "
-                     f"{_auc(r.get('rmia'))} | {_auc(r.get('correctness'))} |")
+        cells = [r["defense"], f"{r['test_accuracy']:.4f}", f"{100 * r['labels_kept']:.1f}%", b["attack"], _auc(b),
+                 _tpr(b), _auc(r.get("lira")), _tpr(r.get("lira")),
+                 *([_tpr(b, "0.001"), _tpr(r.get("lira"), "0.001")] if fine else []),
+                 _auc(r.get("rmia")), _auc(r.get("correctness"))]
+        lines.append("| " + " | ".join(cells) + " |")
     note = (f"TPR at 0.1% FPR rests on {round(0.001 * nonmembers)} false positives" if fine
             else "TPR at 0.1% FPR is n/a")
     lines.append(f"\nFPR resolution 1/{nonmembers} = {100 / nonmembers:.3f}%: {note}.")
