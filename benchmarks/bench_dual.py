@@ -38,9 +38,12 @@ from diffence_plugin.evaluation.report import format_change, machine
 from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_scenarios, evaluate_defense,
                                                labels_kept, undefended_releases, undefended_view)
 from diffence_plugin.randomness import experiment_seed
-from diffence_plugin.progress import echo
 from diffence_plugin.recipes.demo import DemoSettings
-from diffence_plugin.recipes.reproduce import CpuSettings
+from diffence_plugin.recipes.reproduce import PRESETS
+
+def echo(message: str) -> None:
+    print(message, flush=True)
+
 
 ATTACKS = ("loss (best t)", "loss_trajectory", "secmi", "reconstruction", "best")
 
@@ -54,13 +57,12 @@ def setting(dataset: str, data: str | None, steps: int | None, seed: int):
         exp = demo.experiment()
         split, timesteps = demo.split(len(x)), (10, 20, 40, 60, 100)
     else:
-        cpu = CpuSettings(seed=seed)
+        cpu = replace(PRESETS["cpu"], seed=seed)
         d = load_dataset("cifar10", data)
         x, y = d.x_train, d.y_train
         split = membership_split(len(x), cpu.members, cpu.calibration, cpu.attacker, cpu.evaluation, seed=seed,
                                  population=cpu.population)
-        recipe = ReferenceRecipe.from_training(cpu.model, 10, 3, epochs=cpu.target_epochs, batch_size=cpu.batch_size,
-                                               lr=cpu.lr, options={"schedule": cpu.schedule})
+        recipe = cpu.recipe(10, 3)
         exp = replace(cpu.experiment(), t=60, t_choices=())
         timesteps = (10, 20, 40, 60)
     default_steps = exp.ddpm_steps if dataset == "digits" else 500  # CIFAR: about 3.5 minutes per model here

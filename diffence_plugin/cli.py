@@ -51,12 +51,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.references and (args.references < 2 or args.references % 2):
         raise UsageError(f"--references must be 0 or an even number >= 2, got {args.references}")
     out = _out_folder(args.out, args.overwrite)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     _log_to_stderr()
-    from .evaluation.report import format_attack_table, format_change_table, format_table
+    from .evaluation.report import format_attack_table, format_change_table, format_table, format_utility_table
     from .recipes.demo import DemoSettings, run_demo
 
     settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
@@ -67,6 +64,8 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(format_change_table(results))
     print()
+    print(format_utility_table(results))
+    print()
     print(format_attack_table(results))
     print(f"\nwrote {out / 'results.json'} and {out / 'report.html'} ({results['seconds']:.0f} s)")
     return 0
@@ -74,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.audit import ConfigError, load_config, run_audit
-    from .evaluation.report import format_change_table, format_table
+    from .evaluation.report import format_change_table, format_table, format_utility_table
 
     try:
         cfg = load_config(args.config)
@@ -92,11 +91,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.address:
         cfg["run"]["address"] = args.address
     _out_folder(str(out), cfg["run"]["overwrite"])
+    _log_to_stderr()
     run = run_audit(cfg)
     print()
     print(format_table(run.results))
     print()
     print(format_change_table(run.results))
+    print()
+    print(format_utility_table(run.results))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.html'} and {out / 'config.json'} "
           f"({run.results['seconds']:.0f} s)")
     return 0
@@ -268,7 +270,8 @@ def _train_target(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     _positive(members=args.members, calibration=args.calibration, attacker=args.attacker, evaluation=args.evaluation,
-              epochs=args.epochs, ddpm_seconds=args.ddpm_seconds, defense_seeds=args.defense_seeds)
+              epochs=args.epochs, ddpm_steps=args.ddpm_steps, ddpm_seconds=args.ddpm_seconds,
+              defense_seeds=args.defense_seeds)
     if not Path(args.data).is_dir():
         from .data.datasets import LAYOUTS
 
@@ -276,45 +279,37 @@ def _reproduce(args: argparse.Namespace) -> int:
                          f"{LAYOUTS[args.dataset]}")
     import dataclasses
 
-    from .recipes.reproduce import CpuSettings, ReproduceSettings, reproduce, reproduce_cpu
+    from .recipes.reproduce import PRESETS, reproduce
 
     given = {"members": args.members, "calibration": args.calibration, "attacker": args.attacker,
-             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_seconds": args.ddpm_seconds,
-             "defense_seeds": args.defense_seeds, "t_choices": tuple(args.t_choices) if args.t_choices else None}
+             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_steps": args.ddpm_steps,
+             "ddpm_seconds": args.ddpm_seconds, "defense_seeds": args.defense_seeds,
+             "t_choices": tuple(args.t_choices) if args.t_choices else None}
     given = {k: v for k, v in given.items() if v is not None}
-    for option in ("defense_seeds", "t_choices"):
-        if args.preset == "gpu" and option in given:
-            raise UsageError(f"--{option.replace('_', '-')} is an option of --preset cpu")
-    preset = CpuSettings() if args.preset == "cpu" else ReproduceSettings()
     try:
-        settings = dataclasses.replace(preset, dataset=args.dataset, seed=args.seed, **given)
-        if args.preset == "cpu":
-            split_needs = settings.calibration + settings.attacker + settings.evaluation
-            if split_needs > settings.members:
-                raise ValueError(f"the member roles need {split_needs} members, --members is {settings.members}")
+        preset = dataclasses.replace(PRESETS[args.preset], dataset=args.dataset, seed=args.seed, **given)
+        preset.experiment()  # checks the engine's settings (e.g. bf16 only on a GPU) before any work
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     out = _out_folder(args.out, args.overwrite)
+    _set_threads(args.threads)
     _log_to_stderr()
-    from .evaluation.report import format_change_table, format_seed_table, format_table
+    from .evaluation.report import format_change_table, format_seed_table, format_table, format_utility_table
 
-    if args.preset == "cpu":
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        results = reproduce_cpu(args.data, settings, out_dir=out, progress=not args.no_progress)
-        print("\n" + format_table(results) + "\n\n" + format_change_table(results))
-        if results.get("defense_seeds"):
-            print("\n" + format_seed_table(results))
-        print(f"\ntarget accuracy {results['target_accuracy']}; {results['seconds']:.0f} s in all; "
-              f"wrote {out / 'results.json'}")
-        return 0
-    results = reproduce(args.data, settings, out_dir=out, progress=not args.no_progress)
-    print(format_table(results))
-    print("\n" + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
-          + f"; total {results['total_s']:.0f} s on {results['device']}")
+    results = reproduce(args.data, preset, out_dir=out, progress=not args.no_progress)
+    tables = [format_table(results), format_change_table(results), format_utility_table(results),
+              format_seed_table(results)]
+    print("\n\n".join(t for t in tables if t))
+    print(f"\ntarget accuracy {results['target_accuracy']}; {results['seconds']:.0f} s in all; "
+          f"wrote {out / 'results.json'} and {out / 'report.html'}")
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _log_to_stderr() -> None:
@@ -429,26 +424,28 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--no-progress", action="store_true")
     target.set_defaults(func=_train_target)
 
-    rep = _command(sub, "reproduce", "the paper's CIFAR experiment: --preset gpu (ResNet-18, 25,000 members, one GPU) or "
-                   "--preset cpu (a small CNN, 5,000 members, the full audit, 44-80 min on 2 cores, "
-                   "depending on their speed)",
+    rep = _command(sub, "reproduce", "the paper's CIFAR experiment with the full audit: --preset gpu (ResNet-18, 25,000 "
+                   "members, one GPU) or --preset cpu (a small CNN, 5,000 members, 2 CPU cores)",
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
     rep.add_argument("--preset", choices=("gpu", "cpu"), default="gpu",
-                     help="sizes: gpu (the paper's, ReproduceSettings) or cpu (CpuSettings)")
+                     help="sizes: gpu (the paper's) or cpu; both are recipes.reproduce.PRESETS")
     rep.add_argument("--members", type=int, default=None, help="target training records (default: the preset's)")
     rep.add_argument("--calibration", type=int, default=None, help="defender's known members and non-members each")
     rep.add_argument("--attacker", type=int, default=None, help="attacker's known members and non-members each")
     rep.add_argument("--evaluation", type=int, default=None, help="held-out members and non-members each")
     rep.add_argument("--epochs", type=int, default=None, help="target training epochs")
-    rep.add_argument("--ddpm-seconds", type=float, default=None, help="DDPM training time budget")
-    rep.add_argument("--threads", type=int, default=None, help="torch threads (cpu preset; default: torch's choice)")
+    rep.add_argument("--ddpm-steps", type=int, default=None,
+                     help="DDPM training steps, the defender's and the attacker's (default: the preset's)")
+    rep.add_argument("--ddpm-seconds", type=float, default=None,
+                     help="an optional DDPM time budget; a run it stops does not reproduce on another machine")
+    rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     rep.add_argument("--defense-seeds", type=int, default=None,
-                     help="cpu preset: defense seeds to measure the Diffence rows with (default 1; each further one "
+                     help="defense seeds to measure the Diffence rows with (default 1; each further one "
                           "reconstructs, calibrates and is attacked again: about one more reconstruction phase)")
     rep.add_argument("--t-choices", type=int, nargs="+", default=None, metavar="T",
-                     help="cpu preset: noise steps calibration chooses among (default 40 60 100; dropping 100 saves "
+                     help="noise steps calibration chooses among (cpu preset: 40 60 100; dropping 100 saves "
                           "about a fifth of the time and protects less, see docs/results.md)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--out", default="runs/reproduce")

@@ -16,11 +16,6 @@ from typing import Callable, Iterator
 logger = logging.getLogger("diffence_plugin")
 
 
-def echo(message: str) -> None:
-    """``print`` that flushes: a recipe's lines reach a log file as they happen, not when the run ends."""
-    print(message, flush=True)
-
-
 @contextmanager
 def phase(message: str, timings: dict | None = None, key: str | None = None,
           log: Callable[[str], None] | None = None) -> Iterator[None]:

@@ -122,23 +122,53 @@ def test_paper_split_is_seeded_and_disjoint():
         load_dataset("mnist", ".")
 
 
-def test_reproduce_recipe_runs_end_to_end_at_toy_size(tmp_path):
-    """The GPU recipe's code path on a CPU: synthetic CIFAR-format files, tiny UNet, a few steps."""
-    from diffence_plugin.recipes.reproduce import ReproduceSettings, reproduce
+def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
+    """The GPU preset through the same engine on a CPU: synthetic CIFAR-format files, tiny UNet, a few steps;
+    LiRA, RMIA, the utility columns and the report, like every run."""
+    import dataclasses
 
-    labels = np.arange(120) % 10
-    write_npz(tmp_path / "train.npz", images(120), labels)
+    from diffence_plugin.recipes.reproduce import PRESETS, reproduce
+
+    write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
-    settings = ReproduceSettings(members=60, calibration=10, attacker=10, evaluation=20, target_epochs=1,
-                                 batch_size=32, ddpm_steps=3, ddpm_batch_size=8, unet="tiny", n=2, t=20, k=10,
-                                 attacks=("bb_rf", "bb_loss_rf"))
-    results = reproduce(tmp_path, settings, out_dir=tmp_path / "out", device="cpu", progress=False,
-                        log=lambda *a: None)
-    rows = results["rows"]
-    assert [r["defense"] for r in rows] == ["undefended", "scenario_1", "scenario_2", "scenario_3"]
-    assert len({r["test_accuracy"] for r in rows}) == 1 and all(r["labels_kept"] == 1.0 for r in rows)
-    assert set(results["timings"]) == {"load_data_s", "target_s", "ddpm_s", "diffence_s", "attacks_s"}
-    assert (tmp_path / "out" / "results.json").is_file()
+    preset = dataclasses.replace(PRESETS["gpu"], members=60, calibration=10, attacker=10, evaluation=20, population=20,
+                                 target_epochs=1, batch_size=32, ddpm_steps=3, ddpm_batch_size=8, unet="tiny",
+                                 ddpm_width=8, n=2, t=20, k=10, references=2, selection_draws=2,
+                                 attacks=("bb_rf", "bb_loss_rf"), device="cpu")
+    assert preset.model == "resnet18" and preset.placement() == {"device": "cpu", "channels_last": False,
+                                                                  "bf16": False}
+    results = reproduce(tmp_path, preset, out_dir=tmp_path / "out", progress=False, log=lambda *a: None)
+    rows = {r["defense"]: r for r in results["rows"]}
+    assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3", "labels_only"]
+    assert len({r["test_accuracy"] for r in rows.values()}) == 1 and all(r["labels_kept"] == 1.0 for r in rows.values())
+    assert rows["scenario_1"]["lira"] is not None and rows["scenario_1"]["rmia"] is not None
+    assert rows["scenario_1"]["reference_aware"] and rows["labels_only"]["reference_aware"]
+    assert all(set(r["utility"]["nonmembers"]) >= {"ece", "nll", "brier", "ci"} for r in rows.values())
+    assert results["training"]["defender_ddpm"]["steps"] == 3 and results["training"]["attacker_ddpm"]["steps"] == 3
+    assert results["settings"]["extra"]["preset"]["name"] == "gpu"
+    assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "report.html").is_file()
+    with pytest.raises(ValueError, match="bf16 autocast on a CPU"):
+        dataclasses.replace(preset.experiment(), bf16=True)
+
+
+def test_on_device_keeps_the_models_answers():
+    """OnDevice (the GPU preset's wrapper) in channels-last on a CPU gives the plain model's logits, on the input's
+    device; bf16 on a CPU is refused."""
+    import torch
+
+    from diffence_plugin.data import build_model
+    from diffence_plugin.data.models import OnDevice
+
+    torch.manual_seed(0)
+    net = build_model("cifar_cnn", 10, 3).eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        plain = net(x)
+        wrapped = OnDevice(net, "cpu", channels_last=True)(x)
+    assert wrapped.dtype == torch.float32 and wrapped.device == x.device
+    torch.testing.assert_close(wrapped, plain, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="bf16 on a CPU"):
+        OnDevice(net, "cpu", bf16=True)
 
 
 def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
@@ -149,18 +179,18 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     from diffence_plugin.evaluation.experiment import defense_seed
     from diffence_plugin.evaluation.report import format_seed_table
     from diffence_plugin.randomness import experiment_seed
-    from diffence_plugin.recipes.reproduce import CpuSettings, reproduce_cpu
+    from diffence_plugin.recipes.reproduce import PRESETS, reproduce
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
-    settings = dataclasses.replace(CpuSettings(), members=60, calibration=10, attacker=10, evaluation=20,
+    settings = dataclasses.replace(PRESETS["cpu"], members=60, calibration=10, attacker=10, evaluation=20,
                                    population=20, target_epochs=2, ddpm_steps=2, ddpm_batch_size=8, ddpm_width=8, n=2,
                                    t=20, k=20, t_choices=(20, 40), references=4, selection_draws=2,
                                    defense_seeds=2, attacks=("bb_loss_rf",))
     logged = []
-    results = reproduce_cpu(tmp_path, settings, out_dir=tmp_path / "out", progress=False, log=logged.append)
+    results = reproduce(tmp_path, settings, out_dir=tmp_path / "out", progress=False, log=logged.append)
     rows = {r["defense"]: r for r in results["rows"]}
-    assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3"]
+    assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3", "labels_only"]
     assert all(r["labels_kept"] == 1.0 for r in rows.values())
     assert len({r["test_accuracy"] for r in rows.values()}) == 1
     assert rows["scenario_1"]["lira"] is not None and rows["scenario_1"]["rmia"] is not None
@@ -168,7 +198,8 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     search = results["calibration"]["scenario_1"]["extra"]["t_search"]
     assert [r["t"] for r in search] == [20, 40]
     assert results["calibration"]["scenario_1"]["t"] == results["calibration"]["scenario_2"]["t"]
-    assert results["ddpm_training"]["steps"] == 2
+    assert results["training"]["defender_ddpm"]["steps"] == 2
+    assert results["training"]["defender_ddpm"]["stopped"] == "steps"
     assert any(line.strip().startswith("done in") for line in logged)
     assert set(results["timings"]) == {"target_s", "ddpm_s", "diffence_s", "attacker_s", "attacks_s",
                                        "defense_seeds_s", "report_s"}
@@ -187,17 +218,14 @@ def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--members", "100",
                  "--out", str(tmp_path / "o2")]) == 2
     assert "member roles need 5000" in capsys.readouterr().err and not (tmp_path / "o2").exists()
-    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--defense-seeds", "2",
-                 "--out", str(tmp_path / "o3")]) == 2
-    assert "--defense-seeds is an option of --preset cpu" in capsys.readouterr().err
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--defense-seeds", "0",
                  "--out", str(tmp_path / "o3")]) == 2
     assert "--defense-seeds must be > 0" in capsys.readouterr().err and not (tmp_path / "o3").exists()
     assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--t-choices", "40", "50",
                  "--out", str(tmp_path / "o3")]) == 2
     assert "t_choices 50 must be a multiple of k = 20" in capsys.readouterr().err and not (tmp_path / "o3").exists()
-    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--t-choices", "40",
+    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--t-choices", "45",
                  "--out", str(tmp_path / "o3")]) == 2
-    assert "--t-choices is an option of --preset cpu" in capsys.readouterr().err
+    assert "t_choices 45 must be a multiple of k = 10" in capsys.readouterr().err and not (tmp_path / "o3").exists()
     with pytest.raises(ValueError, match="t 0 must be"):
-        dataclasses.replace(CpuSettings(), t=0)
+        dataclasses.replace(PRESETS["cpu"], t=0)

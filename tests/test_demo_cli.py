@@ -10,7 +10,7 @@ import pytest
 from diffence_plugin.cli import main
 from diffence_plugin.recipes.demo import DemoSettings, run_demo
 from diffence_plugin.evaluation.metrics import membership_metrics
-from diffence_plugin.evaluation.report import format_attack_table, format_table
+from diffence_plugin.evaluation.report import format_attack_table, format_table, format_utility_table
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_demo_writes_results_report_and_plots(demo_results):
 def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
     rows = demo_results[0]["rows"]
     assert [r["defense"] for r in rows] == ["undefended", "scenario_1", "scenario_2", "scenario_3", "memguard",
-                                           "diffence+memguard"]
+                                           "diffence+memguard", "labels_only"]
     assert len({r["test_accuracy"] for r in rows}) == 1
     assert len({r["train_accuracy"] for r in rows}) == 1
     assert all(r["labels_kept"] == 1.0 for r in rows)
@@ -44,13 +44,18 @@ def test_demo_keeps_accuracy_identical_in_every_scenario(demo_results):
         best = max((a for a in row["attacks"] if a["selection_auc"] is not None), key=lambda a: a["selection_auc"])
         assert row["best"]["attack"] == best["attack"]
         assert row["best"]["ci"]["auc"][0] <= row["best"]["auc"] <= row["best"]["ci"]["auc"][1]
-    assert rows[1]["reference_aware"] is True and rows[4]["reference_aware"] is False
+    # one attacker rule: every defense is copied by the attacker, post-inference stages included
+    assert all(r["reference_aware"] is True for r in rows[1:])
+    floor = rows[-1]  # labels only: the one-hot top label, whose NLL pays the floor on every error
+    assert floor["utility"]["nonmembers"]["nll"] > rows[0]["utility"]["nonmembers"]["nll"]
+    assert floor["utility"]["nonmembers"]["ci"]["ece"][0] <= floor["utility"]["nonmembers"]["ci"]["ece"][1]
     assert rows[1]["spread"]["best_auc"]["draws"] == 2 and "auc_change" in rows[1]["change"]["best"]
 
 
 def test_tables_have_one_line_per_defense_and_attack(demo_results):
     results = demo_results[0]
-    assert len([line for line in format_table(results).splitlines() if line.startswith("| ")]) == 1 + 6
+    assert len([line for line in format_table(results).splitlines() if line.startswith("| ")]) == 1 + 7
+    assert len([line for line in format_utility_table(results).splitlines() if line.startswith("| ")]) == 1 + 7
     assert "FPR resolution 1/60 = 1.667%: TPR at 0.1% FPR is n/a." in format_table(results)
     assert "TPR@0.1%FPR" not in format_table(results)
     assert "same labels" in format_attack_table(results)

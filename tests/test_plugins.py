@@ -47,7 +47,7 @@ def test_builtin_and_art_defenses_are_registered(monkeypatch):
 
 def test_allow_list_restricts_entry_points(monkeypatch):
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
-    builtins = {"diffence", "memguard", "hamp_output", "none", "dpsgd", "relaxloss", "hamp", "selena", "advreg"}
+    builtins = {"diffence", "memguard", "hamp_output", "labels_only", "none", "dpsgd", "relaxloss", "hamp", "selena", "advreg"}
     assert set(get_defenses()) == builtins
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "art")
     assert "rounded" in get_defenses()

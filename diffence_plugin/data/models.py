@@ -98,3 +98,31 @@ def reinitialised(model: nn.Module, seed: int) -> nn.Module:
     finally:
         torch.random.set_rng_state(state)
     return fresh
+
+
+class OnDevice(nn.Module):
+    """A model that runs where its weights are, in the layout and precision chosen for that device.
+
+    Inputs arrive from anywhere (the audit keeps records on the CPU) and go to the weights' device, in
+    channels-last memory format if ``channels_last`` (faster convolutions on GPUs), under bf16 autocast if
+    ``bf16`` (refused on CPUs: without bf16 units it runs 10-20x slower). Logits come back as float32 on
+    the input's device, so every caller sees the plain model's interface.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", *, channels_last: bool = False,
+                 bf16: bool = False) -> None:
+        super().__init__()
+        device = torch.device(device)
+        if bf16 and device.type == "cpu":
+            raise ValueError("bf16 on a CPU runs far slower than float32 without bf16 units; use it on a GPU only")
+        self.channels_last, self.bf16 = channels_last, bf16
+        self.model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        inputs = x.to(device)
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16 and device.type == "cuda"):
+            out = self.model(inputs)
+        return out.float().to(x.device)

@@ -1,6 +1,7 @@
-"""Defenses other than Diffence: post-inference (MemGuard, HAMP's output) and, in ``training``, training-time."""
+"""Defenses other than Diffence: post-inference (MemGuard, HAMP's output, labels only) and, in ``training``, training-time."""
 
 from .hamp_output import HAMPOutput
+from .labels_only import LabelsOnly
 from .memguard import MemGuard
 
-__all__ = ["HAMPOutput", "MemGuard"]
+__all__ = ["HAMPOutput", "LabelsOnly", "MemGuard"]

@@ -72,6 +72,13 @@ class MemGuard:
         self.max_c3, self.seed, self.progress = max_c3, seed, progress
         self.attack: nn.Module | None = None
 
+    def attacker_copy(self, seed: int) -> "MemGuard":
+        """An unfitted MemGuard with these public settings and the attacker's own ``seed``: what an attacker
+        who knows the defense builds and fits on its own records (its reference models' answers)."""
+        return MemGuard(epsilon=self.epsilon, c1=self.c1, c2=self.c2, c3=self.c3, step=self.step,
+                        max_iter=self.max_iter, max_c3=self.max_c3, rounds=self.rounds, hidden=self.hidden,
+                        epochs=self.epochs, lr=self.lr, seed=seed)
+
     def fit(self, upstream, x_members: torch.Tensor, x_nonmembers: torch.Tensor | None) -> "MemGuard":
         """Train g on the probabilities ``upstream`` gives the defender's known members and non-members."""
         if x_nonmembers is None:

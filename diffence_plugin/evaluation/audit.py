@@ -198,6 +198,8 @@ def _check_semantics(cfg: dict) -> None:
     attacks = cfg["attacks"]
     if attacks["references"] and (attacks["references"] < 2 or attacks["references"] % 2):
         raise ConfigError(f"[attacks].references must be 0 or an even number >= 2, got {attacks['references']}")
+    if not (attacks["threshold"] or attacks["references"] or attacks["art"]):
+        raise ConfigError("[attacks] runs no attack: set threshold = true, references > 0 or art = [...]")
     if attacks["augment"] and not attacks["references"]:
         raise ConfigError("[attacks].augment adds flipped queries to LiRA, which needs references > 0")
     bad = sorted(set(attacks["reference_recipe"]) - set(RECIPE_KEYS))
@@ -367,13 +369,16 @@ class AuditRun:
     out: Path
 
 
-def run_audit(cfg: dict, log: Callable[[str], None] = print, executor: Executor | None = None) -> AuditRun:
+def run_audit(cfg: dict, log: Callable[[str], None] | None = None, executor: Executor | None = None) -> AuditRun:
     """Run a resolved config (see ``load_config``); writes everything into ``[run].out``.
 
     Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
-    names, local or Ray); the results do not depend on which.
+    names, local or Ray); the results do not depend on which. Progress goes to ``log`` (default: the
+    ``diffence_plugin`` logger), each long phase with its duration.
     """
     import torch
+
+    from ..progress import logger
 
     from ..defense import Diffence
     from ..diffusion import train_diffusion
@@ -382,10 +387,11 @@ def run_audit(cfg: dict, log: Callable[[str], None] = print, executor: Executor 
     from .executor import candidates_in_shards, get_executor
     from .report import machine, write_report
     from .runner import (ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense, hflip,
-                         labels_kept, release_all, roles_of, selection_spread, shadow_pool, undefended_releases,
-                         undefended_view)
+                         labels_kept, post_view, release_all, roles_of, selection_spread, shadow_pool,
+                         undefended_releases, undefended_view)
 
     start = time.perf_counter()
+    log = log or logger.info
     run = cfg["run"]
     out = Path(run["out"])
     if out.exists() and any(out.iterdir()) and not run["overwrite"]:
@@ -475,8 +481,13 @@ def run_audit(cfg: dict, log: Callable[[str], None] = print, executor: Executor 
                 views[q][label] = diffence_view(refs, mine, xq, universe, images[q], split)
             if pool_images is not None:
                 shadows[label] = ShadowDiffence.for_split(mine, x, split, pool_images, universe, images[""])
-        for q in queries:
-            for label in pipelines:
+        for q, xq in queries.items():
+            for label, pipeline in pipelines.items():
+                if label not in views[q] and attacks["aware"] and not pipeline.pre:  # post stages copied one by one
+                    copied = post_view(views[q]["undefended"], pipeline.post, xq, split, run["seed"] + 1,
+                                       upstream_copied=True)
+                    if copied is not None:
+                        views[q][label] = copied
                 views[q].setdefault(label, views[q]["undefended"])
 
     kept = labels_kept(released[""])
@@ -495,7 +506,7 @@ def run_audit(cfg: dict, log: Callable[[str], None] = print, executor: Executor 
         view = views[""].get(name)
         flipped = (released["flip"][name], views["flip"][name]) if "flip" in queries and view is not None else None
         row = evaluate_defense(name, probs, x, y, split, view=view, flipped=flipped, art=art, kept=kept[name],
-                               seed=run["seed"], bootstrap=run["bootstrap"])
+                               seed=run["seed"], bootstrap=run["bootstrap"], threshold=attacks["threshold"])
         if name in diffences and attacks["selection_draws"] > 1:
             defense, cands = diffences[name]
             row.spread = selection_spread(defense, cands, y, split, view, attacks["selection_draws"],

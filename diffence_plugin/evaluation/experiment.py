@@ -10,7 +10,6 @@ bootstrap intervals.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,10 +21,10 @@ import torch
 
 from ..classify import probabilities
 from ..defense import Diffence
-from ..defenses import MemGuard
+from ..defenses import LabelsOnly, MemGuard
 from ..diffusion import train_diffusion
 from ..plugins import DefensePipeline
-from ..progress import echo, phase
+from ..progress import logger, phase
 from ..randomness import experiment_seed
 from ..reconstruct import Reconstructor
 from .metrics import accuracy
@@ -33,8 +32,8 @@ from .protocol import MembershipSplit
 from .references import ReferenceRecipe, train_references
 from .report import machine, write_report
 from .runner import (ShadowDiffence, attacker_universe, compare_to, diffence_scenarios, diffence_view,
-                     evaluate_defense, labels_kept, reference_candidates, roles_of, selection_spread, shadow_pool,
-                     undefended_releases, undefended_view)
+                     evaluate_defense, labels_kept, post_view, reference_candidates, roles_of, selection_spread,
+                     shadow_pool, undefended_releases, undefended_view)
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,28 @@ class ExperimentSettings:
     defense_seeds: int = 1
     art_attacks: tuple[str, ...] = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf", "shadow_models", "rule_based")
     memguard: bool = True
+    labels_only: bool = True  # a row releasing the one-hot top-1 label: the floor every soft release must beat
     bootstrap: int = 1000
     max_batch: int = 1024
     attacker_pool_size: int | None = None  # records the attacker's DDPM trains on (None: its whole pool)
+    device: str = "cpu"  # where the DDPMs train and reconstruct (the recipe places the classifiers)
+    bf16: bool = False  # bf16 autocast for the UNets (GPUs only)
     extra: dict = field(default_factory=dict)  # recorded in results.json as given (e.g. the target's epochs)
+
+    def __post_init__(self) -> None:
+        if self.bf16 and torch.device(self.device).type == "cpu":
+            raise ValueError("bf16 autocast on a CPU runs far slower than float32 without bf16 units; set bf16 only "
+                             "with a GPU device")
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        """The UNets' autocast dtype."""
+        return torch.bfloat16 if self.bf16 else None
 
 
 def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split: MembershipSplit,
                    settings: ExperimentSettings, *, out_dir: str | Path, progress: bool = True,
-                   log: Callable[[str], None] = echo, test: tuple[np.ndarray, np.ndarray] | None = None,
+                   log: Callable[[str], None] = logger.info, test: tuple[np.ndarray, np.ndarray] | None = None,
                    reconstructor: Reconstructor | None = None) -> dict:
     """Train, defend, attack; write ``results.json``, plots and ``report.html`` to ``out_dir``; return the results.
 
@@ -112,7 +124,8 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
                    f"t <= {s.ddpm_max_timestep})", timings, "ddpm_s", log):
             reconstructor = train_diffusion(members, unet_config=s.unet_config, steps=s.ddpm_steps,
                                             batch_size=s.ddpm_batch_size, max_timestep=s.ddpm_max_timestep,
-                                            seed=s.seed, progress=progress, max_seconds=s.ddpm_seconds)
+                                            seed=s.seed, progress=progress, max_seconds=s.ddpm_seconds,
+                                            device=s.device, autocast=s.autocast)
         log(f"      {reconstructor.training['steps']} DDPM steps ({reconstructor.training['stopped']})")
     else:
         log(f"[2/6] the defender's diffusion model is given: {type(reconstructor).__name__} "
@@ -125,7 +138,7 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
         defenses, cands, diffence_released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k,
                                                                  seed=defense_seed(s.seed, 0), progress=progress,
                                                                  levels=s.levels, max_batch=s.max_batch,
-                                                                 t_choices=s.t_choices)
+                                                                 t_choices=s.t_choices, autocast=s.autocast)
         released = {"undefended": undefended_releases(model, x, split), **diffence_released}
         memguards = {}
         if s.memguard:
@@ -135,6 +148,9 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
                     torch.from_numpy(released[source]["defender_nonmembers"]))
                 released[name] = {r: guard(None, torch.from_numpy(released[source][r])).numpy() for r in roles}
                 memguards[name] = guard
+        if s.labels_only:
+            released["labels_only"] = {r: LabelsOnly()(None, torch.from_numpy(p)).numpy()
+                                       for r, p in released["undefended"].items()}
     chosen_t = defenses["1"].config.t
     if s.t_choices:
         log(f"      calibration chose t = {chosen_t} "
@@ -151,19 +167,25 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
             attacker_ddpm = train_diffusion(torch.from_numpy(x[pool]), unet_config=s.unet_config,
                                             steps=s.ddpm_steps, batch_size=s.ddpm_batch_size,
                                             max_timestep=s.ddpm_max_timestep, seed=s.seed + 1, progress=progress,
-                                            max_seconds=s.ddpm_seconds)
+                                            max_seconds=s.ddpm_seconds, device=s.device, autocast=s.autocast)
             # the attacker knows the defense's public settings, the chosen t included, not its secret seed
             attacker = Diffence(attacker_ddpm, n=s.n, t=chosen_t, k=s.k, scenario=3,
                                 seed=experiment_seed(s.seed + 1), output="logits", progress=progress,
-                                levels=s.levels, max_batch=s.max_batch)
+                                levels=s.levels, max_batch=s.max_batch, autocast=s.autocast)
             images = attacker.reconstructions(torch.from_numpy(x[universe]))
             views["undefended"] = plain = undefended_view(refs, x, universe)
             ref_cands = reference_candidates(refs, attacker, x, universe, images)
             for scenario in (1, 2, 3):
                 views[f"scenario_{scenario}"] = diffence_view(refs, attacker.with_config(scenario=scenario), x,
                                                               universe, images, split, ref_cands)
-            views["memguard"] = plain  # the attacker has no MemGuard of its own here: defense-unaware
-            views["diffence+memguard"] = dataclasses.replace(views["scenario_1"], aware=False)
+            # post-inference stages copied stage by stage: MemGuard fitted on the attacker's own records
+            if s.memguard:
+                views["memguard"] = post_view(plain, [memguards["memguard"]], x, split, s.seed + 1,
+                                              upstream_copied=True)
+                views["diffence+memguard"] = post_view(views["scenario_1"], [memguards["diffence+memguard"]], x,
+                                                       split, s.seed + 1)
+            if s.labels_only:
+                views["labels_only"] = post_view(plain, [LabelsOnly()], x, split, s.seed + 1, upstream_copied=True)
             if "shadow_models" in s.art_attacks:  # ART's shadows answer through the attacker's Diffence too
                 pool_images = attacker.reconstructions(torch.from_numpy(x[shadow_pool(split, 2 * len(split.members))]))
                 for scenario in (1, 2, 3):
@@ -179,6 +201,8 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
             pipelines["memguard"] = DefensePipeline(post=[memguards["memguard"]])
             pipelines["diffence+memguard"] = DefensePipeline(pre=[defenses["1"]],
                                                              post=[memguards["diffence+memguard"]])
+        if s.labels_only:
+            pipelines["labels_only"] = DefensePipeline(post=[LabelsOnly()])
         rows = []
         for name, probs in released.items():
             estimator = DefendedClassifier(target, pipelines[name]) if name in pipelines else target
@@ -207,7 +231,8 @@ def run_experiment(recipe: ReferenceRecipe, x: np.ndarray, y: np.ndarray, split:
         results = {
             "settings": asdict(s),
             "target_accuracy": target_accuracy,
-            "ddpm_training": reconstructor.training,
+            "training": {"defender_ddpm": reconstructor.training,
+                         **({"attacker_ddpm": attacker_ddpm.training} if s.references else {})},
             "calibration": {f"scenario_{k}": asdict(defenses[k].calibration) for k in ("1", "2")},
             "rows": [r.to_dict() for r in rows],
             **({"defense_seeds": noise} if noise else {}),
@@ -240,7 +265,8 @@ def _defense_seed_spread(model, reconstructor, x: np.ndarray, y: np.ndarray, spl
     for draw in range(1, s.defense_seeds):
         defenses, _, released = diffence_scenarios(model, reconstructor, x, split, n=s.n, t=s.t, k=s.k,
                                                    seed=defense_seed(s.seed, draw), progress=False,
-                                                   levels=s.levels, max_batch=s.max_batch, t_choices=s.t_choices)
+                                                   levels=s.levels, max_batch=s.max_batch, t_choices=s.t_choices,
+                                                   autocast=s.autocast)
         kept = labels_kept({"undefended": undefended, **released})
         for name, probs in released.items():
             art = dict(estimator=DefendedClassifier(target, DefensePipeline(pre=[defenses[name[-1]]])),

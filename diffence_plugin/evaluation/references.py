@@ -45,27 +45,36 @@ class ReferenceRecipe:
 
     @classmethod
     def from_training(cls, model: str, nb_classes: int, channels: int, *, defense: str = "none",
-                      epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, options: dict | None = None,
-                      reference: tuple[np.ndarray, np.ndarray] | None = None) -> "ReferenceRecipe":
+                      epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+                      options: dict | None = None, reference: tuple[np.ndarray, np.ndarray] | None = None,
+                      device: str = "cpu", channels_last: bool = False, bf16: bool = False) -> "ReferenceRecipe":
         """References trained like the target: ``train_target`` with a zoo model and a training-time defense.
 
-        ``reference`` is the attacker's own (x, y) non-member data for defenses that need some (AdvReg).
+        ``reference`` is the attacker's own (x, y) non-member data for defenses that need some (AdvReg);
+        ``device``, ``channels_last`` and ``bf16`` say where and how each model trains and answers.
         """
-        from ..data.models import build_model
+        from ..data.models import OnDevice, build_model
         from ..defenses.training import train_target
 
         opts = dict(options or {})
 
         def train(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
             return train_target(x, y, defense=defense, model=model, nb_classes=nb_classes, epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed, progress=False, options=opts,
-                                reference=reference).model
+                                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=False,
+                                options=opts, reference=reference, **placement).model
 
-        opacus = defense == "dpsgd"
+        def build() -> nn.Module:
+            net = build_model(model, nb_classes, channels, defense == "dpsgd")
+            return OnDevice(net, **placement) if wrapped else net
+
+        placement = {"device": device, "channels_last": channels_last, "bf16": bf16}
+        wrapped = device != "cpu" or channels_last or bf16
         key = {"model": model, "nb_classes": nb_classes, "channels": channels, "defense": defense, "epochs": epochs,
                "batch_size": batch_size, "lr": lr, "options": opts,
                "reference": None if reference is None else _digest(*reference)}
-        return cls(train=train, key=key, build=lambda: build_model(model, nb_classes, channels, opacus))
+        if weight_decay or wrapped:  # keys of earlier caches stay as they were
+            key.update(weight_decay=weight_decay, **placement)
+        return cls(train=train, key=key, build=build)
 
 
 def in_masks(count: int, records: int, seed: int) -> np.ndarray:

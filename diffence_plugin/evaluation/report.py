@@ -126,6 +126,37 @@ def format_change_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_utility_table(results: dict) -> str:
+    """The utility of each row's released vectors: ECE (15 bins), NLL and Brier score on the evaluation
+    non-members and members, with 95% bootstrap intervals. Labels only is the floor a soft release must beat."""
+    lines = ["| defense | test acc | ECE non-members [95% CI] | NLL non-members [95% CI] | Brier non-members [95% CI] "
+             "| ECE members | NLL members |", "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        u = r.get("utility")
+        if not u:
+            continue
+        n, m = u["nonmembers"], u["members"]
+
+        def cell(side: dict, key: str) -> str:
+            return f"{side[key]:.3f}{_ci(side['ci'].get(key))}"
+
+        lines.append(f"| {r['defense']} | {r['test_accuracy']:.4f} | {cell(n, 'ece')} | {cell(n, 'nll')} | "
+                     f"{cell(n, 'brier')} | {m['ece']:.3f} | {m['nll']:.3f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def training_note(results: dict) -> str:
+    """A warning when a model behind the numbers was trained against a time budget: the same command trains a
+    different number of steps on another machine, so the numbers do not reproduce there."""
+    runs = [(name, run) for name, run in (results.get("training") or {}).items()
+            if isinstance(run, dict) and run.get("stopped") == "time budget"]
+    if not runs:
+        return ""
+    said = "; ".join(f"{name} stopped by its time budget after {run.get('steps')} steps" for name, run in runs)
+    return (f"Not reproducible on another machine: {said}. Train by steps (the default) for numbers a rerun "
+            "gives again.")
+
+
 def format_seed_table(results: dict) -> str:
     """Each Diffence row under each defense seed (reconstructed and calibrated again), and the mean and sd over
     the seeds: the spread over the defense's own noise. Empty when the run used one seed."""
@@ -274,7 +305,9 @@ table.settings td,table.settings th{{text-align:left}}img{{max-width:100%}}</sty
 <p>95% bootstrap intervals in brackets. The chosen attack is the one with the highest AUC on the attacker's own
 held-out records; it is then measured on the evaluation records. "n/a": the FPR is below the resolution
 1 / non-members.</p>
+{'<p><strong>' + html.escape(training_note(results)) + '</strong></p>' if training_note(results) else ''}
 <h2>Results</h2>{_html_table(format_table(results))}
+{'<h2>Utility of the released vectors</h2>' + _html_table(format_utility_table(results)) if format_utility_table(results) else ''}
 <h2>Change from the undefended model, and the defense's own randomness</h2>{_html_table(format_change_table(results))}
 {'<h2>The defense seed</h2>' + _html_table(format_seed_table(results)) if results.get('defense_seeds') else ''}
 <h2>Every attack (AUC)</h2>{_html_table(format_attack_table(results))}

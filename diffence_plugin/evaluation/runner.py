@@ -25,6 +25,7 @@ from .protocol import POPULATION, ROLES, MembershipSplit
 from .references import ReferenceModels
 from .rmia import RMIA, fit_offline_a
 from .threshold import threshold_attacks
+from .utility import utility_metrics
 
 Released = dict[str, np.ndarray]  # role -> (S, K) float64 released probabilities
 
@@ -52,6 +53,7 @@ class DefenseRow:
     reference_aware: bool | None = None  # None: no reference-model attacks were run
     spread: dict | None = None  # over the defense's selection draws: mean and sd per figure
     change: dict | None = None  # AUC change from the undefended row, with a paired interval
+    utility: dict | None = None  # ECE, NLL, Brier of the released vectors on evaluation non-members / members
 
     def attack(self, prefix: str) -> AttackResult | None:
         """The attack of this family (e.g. "lira", "rmia") the attacker would pick on its selection records."""
@@ -65,7 +67,7 @@ class DefenseRow:
                 "best": self.best.to_dict(scores=False), "lira": lira.to_dict(scores=False) if lira else None,
                 "rmia": rmia.to_dict(scores=False) if rmia else None,
                 "correctness": floor.to_dict(scores=False) if floor else None,
-                "spread": self.spread, "change": self.change,
+                "spread": self.spread, "change": self.change, "utility": self.utility,
                 "attacks": [a.to_dict(scores=scores) for a in self.attacks]}
 
 
@@ -169,6 +171,34 @@ def undefended_view(references: ReferenceModels, x: np.ndarray, universe: np.nda
     with torch.no_grad():
         probs = np.stack([torch.softmax(m(xs).double(), -1).numpy() for m in references.models])
     return AttackerView(probs, references.in_mask, universe, aware=False)
+
+
+def post_view(view: AttackerView, post: list, x: np.ndarray, split: MembershipSplit, seed: int, *,
+              upstream_copied: bool | None = None) -> AttackerView | None:
+    """The attacker's copy of post-inference defenses applied to ``view``'s answers, stage by stage.
+
+    A stateless stage (``stateless = True``: no fit, no randomness, e.g. labels only) is applied as it is. A
+    fitted one with ``attacker_copy(seed)`` (MemGuard) is rebuilt with the same public settings and the
+    attacker's seed, and fitted for each reference on the population records it did and did not train on, as
+    the defender fits on its known members and non-members. The result is defense-aware when what comes
+    before the post stages is copied too (``upstream_copied``; default ``view.aware``; pass True for the
+    undefended view of a pipeline with no pre-inference stage). None when a stage can be copied neither way.
+    """
+    if not post or not all(getattr(s, "stateless", False) or hasattr(s, "attacker_copy") for s in post):
+        return None
+    xs = torch.from_numpy(x[view.universe])
+    pop = np.isin(view.universe, split.population)
+    probs = []
+    for r, (answers, mask) in enumerate(zip(view.probs, view.in_mask)):
+        out = torch.from_numpy(answers)
+        for i, stage in enumerate(post):
+            if not getattr(stage, "stateless", False):
+                stage = stage.attacker_copy(int(np.random.SeedSequence([seed, r, i]).generate_state(1)[0]))
+                stage.fit_probabilities(out[torch.from_numpy(pop & mask)], out[torch.from_numpy(pop & ~mask)])
+            out = stage(xs, out).double()
+        probs.append(out.numpy())
+    aware = view.aware if upstream_copied is None else upstream_copied
+    return AttackerView(np.stack(probs), view.in_mask, view.universe, aware=aware)
 
 
 def reference_candidates(references: ReferenceModels, attacker: Diffence, x: np.ndarray, universe: np.ndarray,
@@ -409,18 +439,22 @@ def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: Membershi
 
 def evaluate_defense(name: str, released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, *,
                      view: AttackerView | None = None, flipped: tuple[Released, AttackerView] | None = None,
-                     art: dict | None = None, kept: float = 1.0, seed: int = 0, bootstrap: int = 1000) -> DefenseRow:
+                     art: dict | None = None, kept: float = 1.0, seed: int = 0, bootstrap: int = 1000,
+                     threshold: bool = True) -> DefenseRow:
     """All attacks on one defense's releases; ``art`` holds ``art_suite``'s keyword arguments (or None), and
-    ``flipped`` the releases and reference answers on flipped queries (see ``reference_attacks``)."""
-    results = threshold_suite(released, y, split, seed=seed, bootstrap=bootstrap)
+    ``flipped`` the releases and reference answers on flipped queries (see ``reference_attacks``);
+    ``threshold`` False leaves out the threshold attacks (the label-only floor among them)."""
+    results = threshold_suite(released, y, split, seed=seed, bootstrap=bootstrap) if threshold else []
     if view is not None:
         results += reference_attacks(released, y, split, view, flipped=flipped, seed=seed, bootstrap=bootstrap)
     if art is not None:
         results += art_suite(released, x, y, split, seed=seed, **art)
+    utility = {side: utility_metrics(released[role], y[getattr(split, role)], seed=seed, bootstrap=bootstrap)
+               for side, role in (("nonmembers", "eval_nonmembers"), ("members", "eval_members"))}
     return DefenseRow(defense=name, train_accuracy=accuracy(released["eval_members"], y[split.eval_members]),
                       test_accuracy=accuracy(released["eval_nonmembers"], y[split.eval_nonmembers]),
                       best=choose_best(results), attacks=results, labels_kept=kept,
-                      reference_aware=None if view is None else view.aware)
+                      reference_aware=None if view is None else view.aware, utility=utility)
 
 
 def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:

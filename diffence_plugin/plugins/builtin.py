@@ -1,5 +1,5 @@
 """Built-in defenses, registered like any other plugin: training-time (none, DP-SGD, RelaxLoss, HAMP, SELENA,
-AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification)."""
+AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification, labels only)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def _hamp_output(**options):
     return HAMPOutput(**options)
 
 
+def _labels_only():
+    from ..defenses.labels_only import LabelsOnly
+
+    return LabelsOnly()
+
+
 @hookimpl
 def diffence_register_pre_inference(register):
     register("diffence", _diffence)
@@ -57,3 +63,4 @@ def diffence_register_pre_inference(register):
 def diffence_register_post_inference(register):
     register("memguard", _memguard)
     register("hamp_output", _hamp_output)
+    register("labels_only", _labels_only)

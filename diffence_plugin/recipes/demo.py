@@ -13,7 +13,7 @@ from ..data import digits_images
 from ..evaluation.experiment import ExperimentSettings, run_experiment
 from ..evaluation.protocol import MembershipSplit, membership_split
 from ..evaluation.references import ReferenceRecipe
-from ..progress import echo
+from ..progress import logger
 from ..reconstruct import tiny_unet_config
 
 DIGITS_LEVELS = 16  # sklearn's digits hold 17 grey levels, k / 16: the quantised key's grid
@@ -58,7 +58,7 @@ class DemoSettings:
 
 
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | Path = "diffence-demo",
-             progress: bool = True, log=echo) -> dict:
+             progress: bool = True, log=logger.info) -> dict:
     """Train, defend, attack; write ``results.json``, plots and ``report.html`` to ``out_dir``; return the results."""
     x, y = digits_images()
     recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=settings.target_epochs, batch_size=64)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from ...data.models import MODELS, build_model
+from ...data.models import MODELS, OnDevice, build_model
 from .common import TrainedTarget, accuracy_of, as_tensors, load_target, save_target, train_classifier
 from .dpsgd import DPSGD, to_plain_model
 
@@ -18,7 +18,8 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
                  model: str = "digits_mlp", nb_classes: int | None = None, epochs: int = 100, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
                  test: tuple | None = None, reference: tuple | None = None, options: dict | None = None,
-                 plugin_manager=None) -> TrainedTarget:
+                 plugin_manager=None, device: str = "cpu", channels_last: bool = False,
+                 bf16: bool = False) -> TrainedTarget:
     """Train ``model`` (a name from ``MODELS``) on members ``x, y`` (images in [0, 1]) with ``defense``.
 
     Args:
@@ -26,6 +27,8 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
             or a plugin's); ``options`` are its constructor arguments.
         test: optional (x_test, y_test) for the test accuracy in the metrics.
         reference: (x, y) of defender-held non-members, needed by AdvReg.
+        device, channels_last, bf16: where and how to train; any of them other than the CPU default wraps
+            the model in ``OnDevice`` (the training data moves to the device too).
     Returns:
         The trained plain model (no opacus hooks) with its metrics: train/test accuracy, seconds, and for
         DP-SGD the spent epsilon.
@@ -45,6 +48,9 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
     opacus = bool(getattr(trainer, "opacus_compatible", False))
     torch.manual_seed(seed)
     net = build_model(model, k, xt.shape[1], opacus_compatible=opacus)
+    if device != "cpu" or channels_last or bf16:
+        net = OnDevice(net, device, channels_last=channels_last, bf16=bf16)
+        xt, yt = xt.to(device), yt.to(device)
     ref = None if reference is None else as_tensors(*reference)
     start = time.perf_counter()
     net, extra = trainer.train(net, xt, yt, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,

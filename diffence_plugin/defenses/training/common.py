@@ -63,7 +63,7 @@ def run_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule == "cosine" else None
     model.train()
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=None if progress else True, leave=False):
-        for idx in torch.randperm(len(x), generator=generator).split(batch_size):
+        for idx in torch.randperm(len(x), generator=generator).to(x.device).split(batch_size):
             optimizer.zero_grad(set_to_none=True)
             batch_loss(model, x[idx], y[idx], epoch).backward()
             optimizer.step()
