@@ -9,6 +9,7 @@ torch, diffusers and ART are imported only when a command runs, so ``--help`` an
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,78 +31,95 @@ def _out_folder(path: str, overwrite: bool) -> Path:
     return out
 
 
-def _diffence_settings(n: int, t: int, k: int) -> None:
-    from .config import DiffenceConfig
-
-    try:
-        DiffenceConfig(n=n, t=t, k=k)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
-
-
 def _positive(**values: float) -> None:
     for name, value in values.items():
         if value is not None and not value > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    _diffence_settings(args.n, args.t, 20)
-    _positive(ddpm_steps=args.ddpm_steps)
-    if args.references and (args.references < 2 or args.references % 2):
-        raise UsageError(f"--references must be 0 or an even number >= 2, got {args.references}")
-    out = _out_folder(args.out, args.overwrite)
-    _set_threads(args.threads)
-    _log_to_stderr()
-    from .evaluation.report import format_attack_table, format_change_table, format_table, format_utility_table
-    from .recipes.demo import DemoSettings, run_demo
+def _check_out(path: str, overwrite: bool) -> Path:
+    """The output folder, refused now if it is a file or non-empty without ``--overwrite`` (made by the run)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"output folder {str(out)!r} is not empty; pass --overwrite to replace its contents")
+    return out
 
-    settings = DemoSettings(seed=args.seed, ddpm_steps=args.ddpm_steps, n=args.n, t=args.t,
-                            ddpm_max_timestep=max(args.t, 1), references=args.references)
-    results = run_demo(settings, out_dir=out, progress=not args.no_progress)
-    print()
-    print(format_table(results))
-    print()
-    print(format_change_table(results))
-    print()
-    print(format_utility_table(results))
-    print()
-    print(format_attack_table(results))
-    print(f"\nwrote {out / 'results.json'} and {out / 'report.html'} ({results['seconds']:.0f} s)")
+
+def _plan(load, *arguments, overrides: list[str]):
+    """A resolved plan from ``load`` (``load_plan`` or ``load_preset``); its errors are usage errors."""
+    from .evaluation.plan import ConfigError
+
+    try:
+        return load(*arguments, overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = False) -> int:
+    """Run a plan through the engine and print its tables: every command's last step."""
+    if getattr(args, "dry_run", False):
+        from .evaluation.plan import describe
+
+        print(describe(plan))
+        return 0
+    out = _check_out(plan["run"]["out"], plan["run"]["overwrite"])
+    _set_threads(getattr(args, "threads", None))
+    _log_to_stderr()
+    from .evaluation.engine import run_plan
+    from .evaluation.report import (format_attack_table, format_change_table, format_seed_table, format_table,
+                                    format_utility_table, training_note)
+
+    results = run_plan(plan).results
+    tables = [format_table(results), format_change_table(results), format_utility_table(results),
+              format_seed_table(results), format_attack_table(results) if attack_table else "", training_note(results)]
+    print("\n" + "\n\n".join(t for t in tables if t))
+    print(f"\nwrote {out / 'results.json'}, {out / 'report.html'} and {out / 'config.json'} (owner-only: it holds "
+          f"the defense's seed) in {results['seconds']:.0f} s")
     return 0
+
+
+def _common_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` assignments, then the flags every plan command shares."""
+    out = list(getattr(args, "set", None) or [])
+    if getattr(args, "out", None):
+        out.append(f"run.out={json.dumps(str(Path(args.out).resolve()))}")
+    if getattr(args, "overwrite", False):
+        out.append("run.overwrite=true")
+    if getattr(args, "no_progress", False):
+        out.append("run.progress=false")
+    for flag in ("executor", "address"):
+        if getattr(args, flag, None):
+            out.append(f"run.{flag}={json.dumps(getattr(args, flag))}")
+    return out
+
+
+def _seed_overrides(seed: int | None) -> list[str]:
+    return [] if seed is None else [f"run.seed={seed}", f"roles.seed={seed}"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _positive(ddpm_steps=args.ddpm_steps, n=args.n, t=args.t)
+    from .evaluation.plan import load_preset
+
+    overrides = _seed_overrides(args.seed) + _common_overrides(args)
+    if args.ddpm_steps is not None:
+        overrides.append(f"diffusion.steps={args.ddpm_steps}")
+    if args.t is not None:
+        overrides.append(f"diffusion.max_timestep={args.t}")  # the DDPM trains on t <= T
+    if args.references is not None:
+        overrides.append(f"attacks.references={args.references}")
+    for key, value in (("n", args.n), ("t", args.t)):
+        if value is not None:
+            overrides.append(f"diffence.{key}={value}")
+    return _run_plan(_plan(load_preset, "demo", overrides=overrides), args, attack_table=True)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.audit import ConfigError, load_config, run_audit
-    from .evaluation.report import format_change_table, format_table, format_utility_table
+    from .evaluation.plan import load_plan
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(f"{args.config}: {exc}") from exc
-    if args.out:
-        cfg["run"]["out"] = str(Path(args.out).resolve())
-    if args.overwrite:
-        cfg["run"]["overwrite"] = True
-    if args.no_progress:
-        cfg["run"]["progress"] = False
-    out = Path(cfg["run"]["out"])
-    if args.executor:
-        cfg["run"]["executor"] = args.executor
-    if args.address:
-        cfg["run"]["address"] = args.address
-    _out_folder(str(out), cfg["run"]["overwrite"])
-    _log_to_stderr()
-    run = run_audit(cfg)
-    print()
-    print(format_table(run.results))
-    print()
-    print(format_change_table(run.results))
-    print()
-    print(format_utility_table(run.results))
-    print(f"\nwrote {out / 'results.json'}, {out / 'report.html'} and {out / 'config.json'} "
-          f"({run.results['seconds']:.0f} s)")
-    return 0
+    return _run_plan(_plan(load_plan, args.config, overrides=_common_overrides(args)), args)
 
 
 def _load_images(path: str):
@@ -277,32 +295,18 @@ def _reproduce(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--data folder {args.data!r} does not exist; {args.dataset} is read from a folder holding "
                          f"{LAYOUTS[args.dataset]}")
-    import dataclasses
+    from .evaluation.plan import load_preset
 
-    from .recipes.reproduce import PRESETS, reproduce
-
-    given = {"members": args.members, "calibration": args.calibration, "attacker": args.attacker,
-             "evaluation": args.evaluation, "target_epochs": args.epochs, "ddpm_steps": args.ddpm_steps,
-             "ddpm_seconds": args.ddpm_seconds, "defense_seeds": args.defense_seeds,
-             "t_choices": tuple(args.t_choices) if args.t_choices else None}
-    given = {k: v for k, v in given.items() if v is not None}
-    try:
-        preset = dataclasses.replace(PRESETS[args.preset], dataset=args.dataset, seed=args.seed, **given)
-        preset.experiment()  # checks the engine's settings (e.g. bf16 only on a GPU) before any work
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
-    out = _out_folder(args.out, args.overwrite)
-    _set_threads(args.threads)
-    _log_to_stderr()
-    from .evaluation.report import format_change_table, format_seed_table, format_table, format_utility_table
-
-    results = reproduce(args.data, preset, out_dir=out, progress=not args.no_progress)
-    tables = [format_table(results), format_change_table(results), format_utility_table(results),
-              format_seed_table(results)]
-    print("\n\n".join(t for t in tables if t))
-    print(f"\ntarget accuracy {results['target_accuracy']}; {results['seconds']:.0f} s in all; "
-          f"wrote {out / 'results.json'} and {out / 'report.html'}")
-    return 0
+    overrides = [f"data.dataset={json.dumps(args.dataset)}", f"data.folder={json.dumps(str(Path(args.data).resolve()))}"]
+    overrides += _seed_overrides(args.seed)
+    for flag, key in (("members", "members.count"), ("calibration", "roles.defender"), ("attacker", "roles.attacker"),
+                      ("evaluation", "roles.evaluation"), ("epochs", "target.train.epochs"),
+                      ("ddpm_steps", "diffusion.steps"), ("ddpm_seconds", "diffusion.seconds"),
+                      ("defense_seeds", "attacks.defense_seeds"), ("t_choices", "diffusion.t_choices")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={json.dumps(getattr(args, flag))}")
+    plan = _plan(load_preset, f"cifar10-{args.preset}", overrides=overrides + _common_overrides(args))
+    return _run_plan(plan, args)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -347,14 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"diffence-plugin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = _command(sub, "demo", "train, defend and audit a digits classifier on this machine (about 4 min on 2 cores)",
+    demo = _command(sub, "demo", "train, defend and audit a digits classifier on this machine (about 2 min on 2 cores); "
+                    "the shipped preset 'demo', with these flags as overrides",
                     "diffence demo --out diffence-demo --seed 1")
-    demo.add_argument("--out", default="diffence-demo", help="folder for results.json, plots and report.html")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--ddpm-steps", type=int, default=400, help="DDPM training steps")
-    demo.add_argument("-n", type=int, default=50, help="reconstructions per input")
-    demo.add_argument("-t", type=int, default=100, help="noise step T, a multiple of 20 (the DDPM trains on t <= T)")
-    demo.add_argument("--references", type=int, default=8, help="reference models for LiRA/RMIA (0: none)")
+    demo.add_argument("--out", default=None, help="folder for results.json, plots and report.html (the preset's: "
+                                                  "diffence-demo)")
+    demo.add_argument("--seed", type=int, default=None, help="the run's and the split's seed (the preset's: 0)")
+    demo.add_argument("--ddpm-steps", type=int, default=None, help="DDPM training steps (the preset's: 400)")
+    demo.add_argument("-n", type=int, default=None, help="reconstructions per input (the preset's: 50)")
+    demo.add_argument("-t", type=int, default=None,
+                      help="noise step T, a multiple of 20; the DDPM then trains on t <= T (the preset's: 100)")
+    demo.add_argument("--references", type=int, default=None,
+                      help="reference models for LiRA/RMIA, 0: none (the preset's: 8)")
+    demo.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any plan field (repeatable)")
+    demo.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
     demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     demo.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -364,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "diffence evaluate examples/audit-digits.toml --out runs/audit")
     ev.add_argument("config", help="TOML config, or the config.json a previous run wrote (reruns it exactly)")
     ev.add_argument("--out", default=None, help="output folder (overrides [run].out)")
+    ev.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="override any config field, e.g. --set run.seed=3 (repeatable)")
+    ev.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
     ev.add_argument("--executor", choices=("local", "ray"), default=None,
                     help="where reference models and reconstruction shards run (default: the config's [run].executor, "
                          "else local); ray needs the ray extra")
@@ -447,8 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--t-choices", type=int, nargs="+", default=None, metavar="T",
                      help="noise steps calibration chooses among (cpu preset: 40 60 100; dropping 100 saves "
                           "about a fifth of the time and protects less, see docs/results.md)")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--out", default="runs/reproduce")
+    rep.add_argument("--seed", type=int, default=None, help="the run's and the split's seed (the preset's: 0)")
+    rep.add_argument("--out", default=None, help="output folder (the preset's: runs/reproduce-cpu or runs/reproduce)")
+    rep.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any plan field (repeatable)")
+    rep.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
     rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
     rep.add_argument("--no-progress", action="store_true")
     rep.set_defaults(func=_reproduce)
@@ -464,14 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
+
     except KeyboardInterrupt:
         where = getattr(args, "out", None)
         print(f"{prefix}: interrupted; what was finished is kept" + (f" in {where}" if where else ""),
               file=sys.stderr)
         return 1
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        from .evaluation.plan import ConfigError  # a plan field that does not fit the data: found before training
+
         print(f"{prefix}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,583 @@
+"""The audit engine: one plan (``evaluation.plan``), run in named stages, behind every command.
+
+``diffence evaluate``, ``diffence demo`` and ``diffence reproduce`` are plans (the last two shipped as
+presets); benchmarks and examples call ``run_plan`` or its stages. The stages, each a function here:
+
+1. prepare (``prepare.py``): data, roles, the target (loaded or trained), the defender's diffusion model.
+2. defend: every defense is fitted on the defender's known records and releases one vector per record of
+   every role. Diffence defenses on the same diffusion model and draws share one reconstruction of every
+   input; calibration (and the choice of t, where the plan offers several) reuses it.
+3. arm the attacker: reference models trained like the target, and for every defense the attacker's copy
+   of it (``attacker_view``): Diffence on the attacker's own DDPM with the same public settings, a
+   post-inference stage rebuilt and fitted on the attacker's own records, a pipeline stage by stage.
+4. attack: the threshold attacks, LiRA, RMIA and ART's attacks on every release (``runner.evaluate_defense``),
+   the attacker's choice made on its own records, changes with paired intervals, selection-draw spread and,
+   with ``[attacks].defense_seeds``, the spread over further defense seeds.
+5. write: ``results.json`` (the shareable plan, metrics, timings, machine), plots and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..progress import logger, phase
+from .plan import ConfigError, shareable
+from .prepare import (Prepared, build_split, check_target, load_data, load_target, nb_classes_of, placement,
+                      reference_recipe, train_ddpm, training_recipe, unet_config)
+from .runner import (AttackerView, ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense,
+                     hflip, labels_kept, post_view, reference_candidates, release_all, roles_of, selection_spread,
+                     shadow_pool, undefended_releases, undefended_view)
+
+RESULTS_FORMAT = "diffence-results-v1"
+
+
+@dataclass
+class Defense:
+    """One row's defense: its fitted stages, the pipeline ART sees, and its Diffence stage if it has one."""
+
+    label: str
+    pre: list
+    post: list
+    pipeline: Any
+    diffence: Any = None  # the Diffence stage (fitted), when the pipeline's only pre-inference stage is one
+    candidates: dict = field(default_factory=dict)  # role -> Candidates of ``diffence`` (query "")
+
+    @property
+    def plain_diffence(self) -> bool:
+        """Only a Diffence stage: its randomness can be redrawn (selection spread, defense seeds)."""
+        return self.diffence is not None and not self.post
+
+
+@dataclass
+class Defended:
+    defenses: dict[str, Defense]
+    released: dict[str, dict[str, dict[str, np.ndarray]]]  # query -> label -> role -> (S, K)
+    queries: dict[str, np.ndarray]
+    tuned_t: int | None = None
+    t_search: list | None = None
+    recon: Any = None  # the shared Reconstructions
+
+
+@dataclass
+class Armed:
+    """The attacker: its answers on its universe per query and defense, and ART shadows answering through
+    its own Diffence."""
+
+    views: dict[str, dict[str, AttackerView]] = field(default_factory=dict)
+    shadows: dict[str, ShadowDiffence] = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
+# ---- stage 1 -----------------------------------------------------------------------------------------------
+
+def prepare(plan: dict, log: Callable[[str], None], timings: dict) -> Prepared:
+    """Data, roles, target and the defender's DDPM; every data check runs before any training."""
+    x, y, test = load_data(plan)
+    split = build_split(plan, len(x))
+    nb_classes = nb_classes_of(plan, y)
+    target, progress = plan["target"], plan["run"]["progress"]
+    if "weights" in target:
+        model = load_target(plan, x, nb_classes)
+        training = {}
+    else:
+        recipe = training_recipe(plan, {"model": target["model"], **target["train"]}, nb_classes, x.shape[1])
+        with phase(f"[1/6] training the target ({target['model']}) on {len(split.members)} members", timings,
+                   "target_s", log):
+            model = recipe.train(x[split.members], y[split.members], plan["run"]["seed"]).eval()
+        training = {"target": {"recipe": recipe.key}}
+    check_target(model, x, nb_classes)
+    prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=test, training=training, log=log)
+    prep.target_accuracy = _accuracies(prep)
+    log(f"      target accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in prep.target_accuracy.items()))
+    if _needs_defender_ddpm(plan):
+        prep.reconstructor = _defender_ddpm(plan, prep, log, timings, progress)
+    return prep
+
+
+def _accuracies(prep: Prepared) -> dict[str, float]:
+    from ..classify import probabilities
+    from .metrics import accuracy
+
+    members = prep.split.members
+    out = {"train": accuracy(probabilities(prep.model, torch.from_numpy(prep.x[members])).numpy(), prep.y[members])}
+    if prep.test is not None:
+        out["test"] = accuracy(probabilities(prep.model, torch.from_numpy(prep.test[0])).numpy(), prep.test[1])
+    return out
+
+
+def _needs_defender_ddpm(plan: dict) -> bool:
+    return any("diffence" in d["name"] and "path" not in d["options"]["diffence"] for d in plan["defenses"])
+
+
+def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: bool):
+    from ..reconstruct import Reconstructor
+
+    d = plan["diffusion"]
+    if "path" in d:
+        log(f"[2/6] the defender's diffusion model from {d['path']}")
+        try:
+            return Reconstructor.from_pretrained(d["path"], placement(plan)["device"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"[diffusion].path: {exc}") from exc
+    budget = f", at most {d['seconds']:.0f} s" if d.get("seconds") else ""
+    with phase(f"[2/6] training the DDPM on the same members ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
+               timings, "ddpm_s", log):
+        ddpm = train_ddpm(plan, prep.x[prep.split.members], unet_config(plan, prep.x), plan["run"]["seed"],
+                          d["steps"], d["max_timestep"], progress)
+    log(f"      {ddpm.training['steps']} DDPM steps ({ddpm.training['stopped']})")
+    prep.training["defender_ddpm"] = ddpm.training
+    return ddpm
+
+
+# ---- stage 2 -----------------------------------------------------------------------------------------------
+
+def defense_seed(plan: dict, draw: int = 0) -> int | None:
+    """The Diffence seed of the ``draw``-th defense seed: derived from ``[run].seed`` ("derived") or from the
+    plan's secret (None: each defense's own ``seed`` option)."""
+    from ..randomness import experiment_seed
+
+    if plan["run"]["defense_seed"] == "derived":
+        base = plan["run"]["seed"]
+        return experiment_seed(base) if draw == 0 else experiment_seed(base, f"diffence-draw-{draw}")
+    if draw == 0:
+        return None
+    secrets = [d["options"]["diffence"]["seed"] for d in plan["defenses"] if "seed" in d["options"].get("diffence", {})]
+    return experiment_seed(secrets[0] if secrets else 0, f"diffence-draw-{draw}")
+
+
+def build_stage(name: str, options: dict, prep: Prepared, plan: dict, draw: int = 0, t: int | None = None):
+    """One registered defense, built with its options (a Diffence stage on the defender's DDPM by default)."""
+    from ..plugins import get_defenses
+
+    entry = get_defenses()[name]
+    options = dict(options)
+    if name == "diffence":
+        seed = defense_seed(plan, draw)
+        if seed is not None:
+            options["seed"] = seed
+        if t is not None:
+            options["t"] = t
+        if "path" not in options:
+            options["reconstructor"] = prep.reconstructor
+        if placement(plan)["bf16"]:
+            options.setdefault("autocast", torch.bfloat16)
+        options.setdefault("max_batch", plan["run"]["max_batch"])
+    try:
+        stage = entry.factory(**options)
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"[[defenses]] {name!r}: {exc}") from exc
+    if name == "diffence":
+        stage.progress = plan["run"]["progress"]
+    return stage
+
+
+def _diffence_key(defense, q: str) -> tuple:
+    c = defense.config
+    return (defense.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic, c.levels, c.key, c.output, q)
+
+
+class Reconstructions:
+    """Each Diffence configuration's candidates for every role and query, computed once and shared."""
+
+    def __init__(self, prep: Prepared, queries: dict[str, np.ndarray], executor, shard_size: int) -> None:
+        self.prep, self.queries, self.executor, self.shard_size = prep, queries, executor, shard_size
+        self.cache: dict[tuple, dict] = {}
+
+    def get(self, defense, q: str = "", roles: tuple[str, ...] | None = None) -> dict:
+        """role -> Candidates of ``defense`` on query ``q`` (default: every role)."""
+        from .executor import candidates_in_shards
+
+        split = self.prep.split
+        roles = roles or roles_of(split)
+        have = self.cache.setdefault(_diffence_key(defense, q), {})
+        missing = [r for r in roles if r not in have]
+        if missing:
+            order = np.concatenate([getattr(split, r) for r in missing])
+            every = candidates_in_shards(self.executor, defense, self.prep.model, self.queries[q][order],
+                                         self.shard_size)
+            bounds = np.cumsum([0] + [len(getattr(split, r)) for r in missing])
+            for i, r in enumerate(missing):
+                have[r] = every.subset(torch.arange(bounds[i], bounds[i + 1]))
+        return {r: have[r] for r in roles}
+
+
+def tune_t(plan: dict, prep: Prepared, recon: Reconstructions, draw: int = 0) -> tuple[int | None, list | None]:
+    """The noise step the defender's calibration chooses among ``[diffusion].t_choices`` (Scenario 1's
+    criterion, on its known records), with the search; (None, None) when the plan offers none."""
+    choices = plan["diffusion"]["t_choices"]
+    if not choices:
+        return None, None
+    first = next(d for d in plan["defenses"] if "diffence" in d["name"] and "path" not in d["options"]["diffence"])
+    base = build_stage("diffence", {**first["options"]["diffence"], "scenario": 1}, prep, plan, draw, t=choices[0])
+    known = ("defender_members", "defender_nonmembers")
+    found = {t: tuple(recon.get(base.with_config(t=t), "", known).values()) for t in choices}
+    tuned = base.tune_from_candidates(found)
+    return tuned.config.t, tuned.calibration.extra.get("t_search")
+
+
+def _fast(pre: list, post: list) -> bool:
+    """Whether a pipeline can be released from shared candidates: at most one Diffence stage before the
+    classifier, and post-inference stages fitted on released vectors (or needing no fit)."""
+    from ..defense import Diffence
+
+    return (len(pre) == 0 or (len(pre) == 1 and isinstance(pre[0], Diffence))) and all(
+        hasattr(s, "fit_probabilities") or not hasattr(s, "fit") for s in post)
+
+
+def _apply_post(post: list, model, x: np.ndarray, split, released: dict, fit: bool) -> dict:
+    """``released`` (role -> vectors) through the post-inference stages in order; with ``fit``, each stage
+    that learns is first fitted on the defender's known members' and non-members' vectors at its input."""
+    for stage in post:
+        if hasattr(stage, "bind"):
+            stage.bind(model)
+        if fit and hasattr(stage, "fit_probabilities"):
+            stage.fit_probabilities(torch.from_numpy(released["defender_members"]),
+                                    torch.from_numpy(released["defender_nonmembers"]))
+        released = {r: stage(torch.from_numpy(x[getattr(split, r)]), torch.from_numpy(p)).double().numpy()
+                    for r, p in released.items()}
+    return released
+
+
+def _release_fast(defense: Defense, prep: Prepared, recon: Reconstructions, queries: dict) -> dict:
+    """Every query's releases of a fast pipeline (see ``_fast``), fitting its stages on query ""."""
+    out = {}
+    for q, xq in queries.items():
+        if defense.diffence is not None:
+            cands = recon.get(defense.diffence, q)
+            d = defense.diffence
+            if q == "" and d.config.needs_calibration and d.calibration is None:
+                d.calibrate_from_candidates(cands["defender_members"],
+                                            cands["defender_nonmembers"] if d.config.scenario == 1 else None)
+            if q == "":
+                defense.candidates = cands
+            released = release_all(d, cands)
+        else:
+            released = undefended_releases(prep.model, xq, prep.split)
+        out[q] = _apply_post(defense.post, prep.model, xq, prep.split, released, fit=q == "")
+    return out
+
+
+def _release_generic(defense: Defense, prep: Prepared, queries: dict) -> dict:
+    """Every query's releases through the pipeline itself (fitted on the defender's known records)."""
+    split = prep.split
+    defense.pipeline.fit(torch.from_numpy(prep.x[split.defender_members]),
+                         torch.from_numpy(prep.x[split.defender_nonmembers]))
+    return {q: {r: defense.pipeline.release(prep.model, torch.from_numpy(xq[getattr(split, r)])).numpy()
+                for r in roles_of(split)} for q, xq in queries.items()}
+
+
+def build_defense(spec: dict, prep: Prepared, plan: dict, draw: int = 0, t: int | None = None) -> Defense:
+    """A row's defense from its plan entry: its stages built, pre- and post-inference in the listed order."""
+    from ..defense import Diffence
+    from ..plugins import DefensePipeline, get_defenses
+
+    registry = get_defenses()
+    pre, post = [], []
+    for name in spec["name"]:
+        stage = build_stage(name, spec["options"][name], prep, plan, draw, t if name == "diffence" else None)
+        (pre if registry[name].stage == "pre_inference" else post).append(stage)
+    pipeline = DefensePipeline(prep.model, pre, post)
+    diffence = pre[0] if len(pre) == 1 and isinstance(pre[0], Diffence) else None
+    return Defense(label=spec["label"], pre=pre, post=post, pipeline=pipeline, diffence=diffence)
+
+
+def defend(plan: dict, prep: Prepared, executor, log, timings: dict) -> Defended:
+    """Stage 2: fit every defense on the defender's known records and release every role once per query."""
+    queries = {"": prep.x} | ({"flip": hflip(prep.x)} if plan["attacks"]["augment"] else {})
+    recon = Reconstructions(prep, queries, executor, plan["run"]["shard_size"])
+    released = {q: {"undefended": undefended_releases(prep.model, xq, prep.split)} for q, xq in queries.items()}
+    inputs = sum(len(getattr(prep.split, r)) for r in roles_of(prep.split))
+    with phase(f"[3/6] defending: {len(plan['defenses'])} defenses on {inputs} inputs", timings, "diffence_s", log):
+        tuned, search = tune_t(plan, prep, recon)
+        if tuned is not None:
+            log(f"      calibration chose t = {tuned} among {plan['diffusion']['t_choices']}")
+        defenses = {}
+        for spec in plan["defenses"]:
+            on_own_ddpm = "diffence" in spec["name"] and "path" not in spec["options"]["diffence"]
+            defense = build_defense(spec, prep, plan, t=tuned if on_own_ddpm else None)
+            fast = _fast(defense.pre, defense.post)
+            for q, rel in (_release_fast(defense, prep, recon, queries) if fast
+                           else _release_generic(defense, prep, queries)).items():
+                released[q][spec["label"]] = rel
+            if defense.diffence is not None and defense.diffence.calibration is not None and search:
+                defense.diffence.calibration.extra["t_search"] = search
+            defenses[spec["label"]] = defense
+    return Defended(defenses=defenses, released=released, queries=queries, tuned_t=tuned, t_search=search,
+                    recon=recon)
+
+
+# ---- stage 3 -----------------------------------------------------------------------------------------------
+
+def _unet_of(reconstructor) -> dict:
+    unet = reconstructor.unet if hasattr(reconstructor, "unet") else reconstructor.models[0].unet
+    return {k: v for k, v in unet.config.items() if not k.startswith("_")}
+
+
+class AttackerDiffence:
+    """The attacker's own copies of Diffence: one DDPM per UNet architecture and public setting, trained on its
+    pool, and its reconstructions of its universe (per query) and of ART's shadow records, made once."""
+
+    def __init__(self, plan: dict, prep: Prepared, universe: np.ndarray, queries: dict, refs, log, armed) -> None:
+        self.plan, self.prep, self.universe, self.queries, self.refs = plan, prep, universe, queries, refs
+        self.log, self.armed, self.cache = log, armed, {}
+
+    def get(self, defense) -> dict:
+        """{"mine": Diffence, "images": q -> recon, "refs": q -> reference candidates, "pool": recon | None}."""
+        from ..defense import Diffence
+        from ..randomness import experiment_seed
+
+        c, plan, prep = defense.config, self.plan, self.prep
+        unet = _unet_of(defense.reconstructor)
+        key = json.dumps([unet, c.n, c.t, c.k, c.levels], sort_keys=True, default=str)
+        if key not in self.cache:
+            attacks, run = plan["attacks"], plan["run"]
+            steps = attacks.get("attacker_ddpm_steps", plan["diffusion"]["steps"])
+            pool = prep.split.attacker_pool[: attacks.get("attacker_ddpm_records") or None]
+            limit = (defense.reconstructor.training or {}).get("max_timestep") or c.t
+            self.log(f"      the attacker's own DDPM: {steps} steps on {len(pool)} records of its pool, t <= {limit}")
+            ddpm = train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit, run["progress"])
+            self.armed.training.setdefault("attacker_ddpm", ddpm.training)
+            mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(run["seed"] + 1)}, progress=run["progress"],
+                            autocast=defense.autocast)
+            images = {q: mine.reconstructions(torch.from_numpy(xq[self.universe])) for q, xq in self.queries.items()}
+            refs = {q: reference_candidates(self.refs, mine, xq, self.universe, images[q])
+                    for q, xq in self.queries.items()}
+            pool_images = None
+            if "shadow_models" in attacks["art"]:
+                shadow = shadow_pool(prep.split, 2 * len(prep.split.members))
+                pool_images = mine.reconstructions(torch.from_numpy(prep.x[shadow]))
+            self.cache[key] = {"mine": mine, "images": images, "refs": refs, "pool": pool_images}
+        return self.cache[key]
+
+
+def attacker_view(defense: Defense, q: str, plain: AttackerView, copies: AttackerDiffence, plan: dict,
+                  prep: Prepared) -> AttackerView:
+    """The references' answers through the attacker's copy of ``defense`` (defense-aware), or their plain
+    answers (defense-unaware) where a stage cannot be copied."""
+    seed = plan["run"]["seed"] + 1
+    if not defense.pre:
+        return post_view(plain, defense.post, copies.queries[q], prep.split, seed, upstream_copied=True) or plain
+    if defense.diffence is None:
+        return plain
+    own = copies.get(defense.diffence)
+    mine = own["mine"].with_config(scenario=defense.diffence.config.scenario)
+    view = diffence_view(copies.refs, mine, copies.queries[q], copies.universe, own["images"][q], prep.split,
+                         own["refs"][q])
+    if not defense.post:
+        return view
+    return post_view(view, defense.post, copies.queries[q], prep.split, seed) or plain
+
+
+def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log, timings: dict) -> Armed:
+    """Stage 3: the attacker's reference models and its copy of every defense."""
+    from .references import train_references
+
+    attacks, armed = plan["attacks"], Armed()
+    if not attacks["references"]:
+        return armed
+    x, y, split = prep.x, prep.y, prep.split
+    with phase(f"[4/6] the attacker: {attacks['references']} reference models and its copy of every defense",
+               timings, "attacker_s", log):
+        universe = attacker_universe(split, 2 * len(split.members))
+        recipe = reference_recipe(plan, prep.nb_classes, x.shape[1])
+        refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=plan["run"]["seed"] + 1,
+                                cache=out / "reference-cache", progress=plan["run"]["progress"], executor=executor)
+        copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed)
+        for q, xq in defended.queries.items():
+            plain = undefended_view(refs, xq, universe)
+            armed.views[q] = {"undefended": plain}
+            for label, defense in defended.defenses.items():
+                armed.views[q][label] = attacker_view(defense, q, plain, copies, plan, prep) if attacks["aware"] \
+                    else plain
+        for label, defense in defended.defenses.items():
+            if attacks["aware"] and defense.diffence is not None and "shadow_models" in attacks["art"]:
+                own = copies.get(defense.diffence)
+                mine = own["mine"].with_config(scenario=defense.diffence.config.scenario)
+                armed.shadows[label] = ShadowDiffence.for_split(mine, x, split, own["pool"], universe,
+                                                                own["images"][""])
+    return armed
+
+
+# ---- stage 4 -----------------------------------------------------------------------------------------------
+
+class Attacks:
+    """Everything the attacks on one release need besides the release: ART's estimators and the views."""
+
+    def __init__(self, plan: dict, prep: Prepared, armed: Armed) -> None:
+        from ..adapters import art_attacks
+
+        self.plan, self.prep, self.armed = plan, prep, armed
+        self.target = (art_attacks.probability_classifier(prep.model, tuple(prep.x.shape[1:]), prep.nb_classes)
+                       if plan["attacks"]["art"] else None)
+
+    def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None):
+        """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals."""
+        from ..adapters.art import DefendedClassifier
+
+        attacks, run, prep = self.plan["attacks"], self.plan["run"], self.prep
+        art = None
+        if self.target is not None:
+            estimator = DefendedClassifier(self.target, defense.pipeline) if defense is not None else self.target
+            art = dict(estimator=estimator, target=self.target, model=prep.model, attacks=tuple(attacks["art"]),
+                       defended=defense is not None, shadow_answer=self.armed.shadows.get(label))
+        view = self.armed.views.get("", {}).get(label)
+        flip = None
+        if flipped is not None and view is not None:
+            flip = (flipped, self.armed.views["flip"][label])
+        return evaluate_defense(label, released, prep.x, prep.y, prep.split, view=view, flipped=flip, art=art,
+                                kept=kept, seed=run["seed"], bootstrap=run["bootstrap"], threshold=attacks["threshold"])
+
+
+def attack(plan: dict, prep: Prepared, defended: Defended, armed: Armed, log, timings: dict) -> list:
+    """Stage 4: every attack on every release; changes from the undefended row; selection-draw spread."""
+    draws, seed = plan["attacks"]["selection_draws"], plan["run"]["seed"]
+    with phase("[5/6] attacking every defense (threshold, LiRA, RMIA, ART)", timings, "attacks_s", log):
+        suite = Attacks(plan, prep, armed)
+        released = defended.released[""]
+        kept = labels_kept(released)
+        rows = []
+        for label, probs in released.items():
+            defense = defended.defenses.get(label)
+            flipped = defended.released["flip"][label] if "flip" in defended.released else None
+            row = suite.row(label, probs, flipped, kept[label], defense)
+            if defense is not None and defense.plain_diffence and draws > 1:
+                row.spread = selection_spread(defense.diffence, defense.candidates, prep.y, prep.split,
+                                              armed.views.get("", {}).get(label), draws, seed=seed)
+            if rows:
+                row.change = compare_to(row, rows[0], seed=seed)
+            rows.append(row)
+            log(f"      {label}: {row.best.attack} AUC {row.best.auc:.3f}")
+    return rows
+
+
+def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, log,
+                        timings: dict) -> dict | None:
+    """Every plain Diffence row under ``[attacks].defense_seeds - 1`` further defense seeds, each reconstructing,
+    calibrating (and choosing t) again, against the same attacker: per seed the chosen t, the chosen attack's
+    AUC and the changes; over all seeds the mean and sd of each change."""
+    seeds, seed = plan["attacks"]["defense_seeds"], plan["run"]["seed"]
+    names = [label for label, d in defended.defenses.items() if d.plain_diffence]
+    if seeds < 2 or not names:
+        return None
+    by_label = {r.defense: r for r in rows}
+    per_seed = {n: [{"draw": 0, "t": defended.defenses[n].diffence.config.t, "best_auc": by_label[n].best.auc,
+                     "best_attack": by_label[n].best.attack, "change": by_label[n].change}] for n in names}
+    with phase(f"[5b/6] the defense's own noise: {seeds - 1} more defense seeds", timings, "defense_seeds_s", log):
+        suite = Attacks(plan, prep, armed)
+        for draw in range(1, seeds):
+            recon = Reconstructions(prep, {"": prep.x}, defended.recon.executor, plan["run"]["shard_size"])
+            tuned, _ = tune_t(plan, prep, recon, draw)
+            specs = {d["label"]: d for d in plan["defenses"]}
+            fresh = {n: build_defense(specs[n], prep, plan, draw, tuned) for n in names}
+            released = {n: _release_fast(fresh[n], prep, recon, {"": prep.x})[""] for n in names}
+            kept = labels_kept({"undefended": defended.released[""]["undefended"], **released})
+            for n in names:
+                row = suite.row(n, released[n], None, kept[n], fresh[n])
+                per_seed[n].append({"draw": draw, "t": fresh[n].diffence.config.t, "best_auc": row.best.auc,
+                                    "best_attack": row.best.attack, "change": compare_to(row, rows[0], seed=seed)})
+                log(f"      defense seed {draw}, {n}: {row.best.attack} AUC {row.best.auc:.3f}")
+    return {"seeds": seeds, "rows": per_seed, "summary": {n: _seed_summary(d) for n, d in per_seed.items()}}
+
+
+def _seed_summary(draws: list[dict]) -> dict:
+    figures = {"best": [d["change"]["best"]["auc_change"] for d in draws]}
+    if all("lira" in d["change"] for d in draws):
+        figures["lira"] = [d["change"]["lira"]["auc_change"] for d in draws]
+        if all("tpr@0.01_change" in d["change"]["lira"] for d in draws):
+            figures["lira_tpr@0.01"] = [d["change"]["lira"]["tpr@0.01_change"] for d in draws]
+    return {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "seeds": len(v)} for k, v in figures.items()}
+
+
+# ---- stage 5 and the whole run -----------------------------------------------------------------------------
+
+def settings_summary(plan: dict) -> dict:
+    """What the report shows of a plan: the target, data, roles, every defense's settings, the attacker."""
+    target, data = plan["target"], plan["data"]
+    return {
+        "plan": plan["name"],
+        "target": target["model"] + (f" from {target['weights']}" if "weights" in target else
+                                     f" trained with {target['train']}"),
+        "data": data.get("npz") or f"{data['dataset']}" + (f" in {data['folder']}" if "folder" in data else ""),
+        "members": {k: v for k, v in plan["members"].items()},
+        "roles": plan["roles"],
+        "diffusion": plan["diffusion"],
+        **{f"defense {d['label']}": {n: {k: v for k, v in o.items() if k != "seed"} for n, o in d["options"].items()}
+           for d in plan["defenses"]},
+        "attacks": plan["attacks"],
+        "run seed": plan["run"]["seed"],
+    }
+
+
+def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
+                  timings: dict, start: float, out: Path) -> dict:
+    """Stage 5: ``results.json``, the plots and ``report.html``; returns the results."""
+    from .report import machine, write_report
+
+    calibration = {label: asdict(d.diffence.calibration) for label, d in defended.defenses.items()
+                   if d.diffence is not None and d.diffence.calibration is not None}
+    results = {"format": RESULTS_FORMAT, "settings": settings_summary(plan), "plan": shareable(plan),
+               "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
+               "calibration": calibration, "rows": [r.to_dict() for r in rows],
+               **({"defense_seeds": noise} if noise else {}), "timings": timings,
+               "seconds": time.perf_counter() - start, "machine": machine()}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_report(results, defended.released[""], {r: prep.y[getattr(prep.split, r)] for r in roles_of(prep.split)},
+                 out)
+    return results
+
+
+def write_record(plan: dict, out: Path) -> None:
+    """``config.json``: the resolved plan, secret seed included, readable by its owner only; a rerun from it
+    gives the same numbers."""
+    record = json.loads(json.dumps(plan, default=str))
+    record["run"]["overwrite"] = False  # a rerun from the record never replaces a folder silently
+    path = out / "config.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(record, indent=2))
+    os.chmod(path, 0o600)
+
+
+@dataclass
+class Run:
+    """What ``run_plan`` produced."""
+
+    results: dict
+    out: Path
+
+
+def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Run:
+    """Run a resolved plan (``plan.load_plan`` / ``load_preset``) through every stage into ``[run].out``.
+
+    Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
+    names, local or Ray); the results do not depend on which.
+    """
+    from .executor import get_executor
+
+    start, log, timings, run = time.perf_counter(), log or logger.info, {}, plan["run"]
+    out = Path(run["out"])
+    if out.exists() and any(out.iterdir()) and not run["overwrite"]:
+        raise FileExistsError(f"output folder {str(out)!r} is not empty; set [run].overwrite = true or pass "
+                              "--overwrite")
+    torch.manual_seed(run["seed"])
+    prep = prepare(plan, log, timings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_record(plan, out)
+    threads = run["threads"] or torch.get_num_threads()
+    executor = executor or get_executor(run["executor"], address=run["address"] or None, threads=threads,
+                                        progress=run["progress"])
+    defended = defend(plan, prep, executor, log, timings)
+    armed = arm(plan, prep, defended, executor, out, log, timings)
+    rows = attack(plan, prep, defended, armed, log, timings)
+    noise = defense_seed_spread(plan, prep, defended, armed, rows, log, timings)
+    with phase("[6/6] writing results", timings, "report_s", log):
+        results = write_results(plan, prep, defended, armed, rows, noise, timings, start, out)
+    return Run(results=results, out=out)

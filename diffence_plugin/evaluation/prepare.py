@@ -1,0 +1,214 @@
+"""The engine's first stage: the data, the roles, the target and the defender's diffusion model of a plan.
+
+Each piece is loaded when the plan names a file, and trained when it gives a recipe; every check of the data
+against the plan (shape, labels, classes, members inside the data) runs before any training.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .plan import ConfigError
+from .protocol import MembershipSplit, membership_split, roles_from_members
+
+
+def import_object(spec: str, where: str):
+    """The object ``package.module:name`` names; a ConfigError naming ``where`` if it cannot be imported."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ConfigError(f"{where} must look like 'package.module:name', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}: cannot import {spec!r}: {exc}") from exc
+
+
+def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(S, C, H, W) float32 images in [0, 1], (S,) int64 labels and the dataset's test split (or None)."""
+    from ..validation import as_image_batch
+
+    data, test = plan["data"], None
+    if "npz" in data:
+        x, y = _read_npz(data["npz"])
+    elif data["dataset"] == "digits":
+        from ..data import digits_images
+
+        x, y = digits_images()
+    else:
+        from ..data import load_dataset
+
+        loaded = load_dataset(data["dataset"], data["folder"])
+        x, y, test = loaded.x_train, loaded.y_train, (loaded.x_test, loaded.y_test)
+    try:
+        x = as_image_batch(x, "[data] x").numpy()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{exc}; [data] x must be (N, C, H, W) images with channels first") from exc
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(f"[data] y must be {x.shape[0]} integer labels, got shape {y.shape} dtype {y.dtype}")
+    if (y < 0).any():
+        raise ConfigError("[data] y holds negative labels")
+    return x, y.astype(np.int64), test
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in ("x", "y") if k not in arrays.files]
+            if missing:
+                raise ConfigError(f"[data].npz {path!r} lacks array(s) {missing} (has {arrays.files})")
+            return arrays["x"], arrays["y"]
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"[data].npz {path!r} is not a numpy .npz archive of plain numeric arrays ({exc})") from exc
+
+
+def build_split(plan: dict, total: int) -> MembershipSplit:
+    """The roles of the audit: the given or drawn members, and roles drawn with ``[roles].seed``."""
+    members_cfg, roles = plan["members"], plan["roles"]
+    population = roles["population"] if plan["attacks"]["references"] else 0
+    sizes = (roles["defender"], roles["attacker"], roles["evaluation"])
+    try:
+        if members_cfg["draw"] == "with_roles":
+            return membership_split(total, members_cfg["count"], *sizes, seed=roles["seed"], population=population)
+        members = _members(members_cfg, total)
+        return roles_from_members(members, total, *sizes, population, seed=roles["seed"])
+    except ValueError as exc:
+        raise ConfigError(f"[roles]: {exc}") from exc
+
+
+def _members(members_cfg: dict, total: int) -> np.ndarray:
+    if "indices" not in members_cfg:
+        if not 0 < members_cfg["count"] < total:
+            raise ConfigError(f"[members].count must lie in (0, {total}), got {members_cfg['count']}")
+        return np.random.default_rng(members_cfg.get("seed", 0)).permutation(total)[: members_cfg["count"]]
+    try:
+        members = np.load(members_cfg["indices"], allow_pickle=False)
+    except ValueError as exc:
+        raise ConfigError(f"[members].indices {members_cfg['indices']!r} holds pickled objects or is not a "
+                          f".npy array of integers ({exc})") from exc
+    if members.ndim != 1 or not np.issubdtype(members.dtype, np.integer):
+        raise ConfigError(f"[members].indices must be a 1-D array of integers, got {members.dtype} {members.shape}")
+    if members.size and (members.min() < 0 or members.max() >= total):
+        raise ConfigError(f"[members].indices reach {int(members.max())} but the data has {total} records")
+    if np.unique(members).size != members.size:
+        raise ConfigError("[members].indices repeats records")
+    return members
+
+
+def placement(plan: dict) -> dict:
+    """Where the models run: ``[run].device`` ("auto": CUDA when there is one), with bf16 autocast and
+    channels-last on CUDA."""
+    device = plan["run"]["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("[run].device = 'cuda' but torch sees no CUDA device")
+    cuda = device == "cuda"
+    return {"device": device, "channels_last": cuda, "bf16": cuda}
+
+
+def nb_classes_of(plan: dict, y: np.ndarray) -> int:
+    """The target's class count: ``[target].nb_classes``, else from the labels."""
+    nb_classes = plan["target"].get("nb_classes", int(y.max()) + 1)
+    if int(y.max()) >= nb_classes:
+        raise ConfigError(f"[target].nb_classes = {nb_classes} but the labels reach {int(y.max())}")
+    return nb_classes
+
+
+def training_recipe(plan: dict, recipe: dict, nb_classes: int, channels: int):
+    """A ``ReferenceRecipe`` from a recipe table (``[target.train]`` or ``[attacks].reference_recipe``)."""
+    from .references import ReferenceRecipe
+
+    if "factory" in recipe:
+        train = import_object(recipe["factory"], "[attacks].reference_recipe.factory")
+        return ReferenceRecipe(train=train, key={"factory": recipe["factory"]})
+    model = recipe.get("model", plan["target"]["model"])
+    where = placement(plan)
+    return ReferenceRecipe.from_training(model, nb_classes, channels, defense=recipe.get("defense", "none"),
+                                         epochs=recipe.get("epochs", 60), batch_size=recipe.get("batch_size", 64),
+                                         lr=recipe.get("lr", 1e-3), weight_decay=recipe.get("weight_decay", 0.0),
+                                         options=recipe.get("options"), **where)
+
+
+def reference_recipe(plan: dict, nb_classes: int, channels: int):
+    """How the attacker trains its references: ``[attacks].reference_recipe`` over the target's own recipe."""
+    recipe = {**plan["target"].get("train", {}), **plan["attacks"]["reference_recipe"]}
+    return training_recipe(plan, recipe, nb_classes, channels)
+
+
+def load_target(plan: dict, x: np.ndarray, nb_classes: int) -> torch.nn.Module:
+    """The target model with its weights, checked against the data's shape and classes."""
+    from safetensors.torch import load_file
+
+    t = plan["target"]
+    if ":" in t["model"]:
+        model = import_object(t["model"], "[target].model")(**t["options"])
+    else:
+        from ..data import MODELS, build_model
+
+        if t["model"] not in MODELS:
+            raise ConfigError(f"[target].model {t['model']!r} is neither a zoo model {sorted(MODELS)} nor "
+                              "'package.module:factory'")
+        model = build_model(t["model"], nb_classes, x.shape[1], bool(t["options"].get("opacus_compatible", False)))
+    try:
+        state = load_file(t["weights"])
+    except Exception as exc:
+        raise ConfigError(f"[target].weights {t['weights']!r} is not a readable safetensors file: {exc}") from exc
+    try:
+        model.load_state_dict({k.removeprefix("_module."): v for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ConfigError(f"[target].weights do not fit [target].model {t['model']!r}: {str(exc)[:300]}") from exc
+    return model.eval()
+
+
+def check_target(model: torch.nn.Module, x: np.ndarray, nb_classes: int) -> None:
+    """The target answers the data with one row of ``nb_classes`` scores per input."""
+    with torch.no_grad():
+        out = model(torch.from_numpy(x[:2]))
+    if tuple(out.shape) != (min(2, len(x)), nb_classes):
+        raise ConfigError(f"[target].model returns shape {tuple(out.shape)} on the data; expected (2, {nb_classes}) "
+                          "(check [target].nb_classes and the data's class count)")
+
+
+def unet_config(plan: dict, x: np.ndarray) -> dict:
+    """The UNet of a trained ``[diffusion]`` model: the tiny one sized to the data, or the DDPM CIFAR UNet."""
+    from ..reconstruct import cifar_unet_config, tiny_unet_config
+
+    if plan["diffusion"]["unet"] == "cifar":
+        return cifar_unet_config()
+    return tiny_unet_config(x.shape[-1], x.shape[1], width=plan["diffusion"]["width"])
+
+
+def train_ddpm(plan: dict, images: np.ndarray, config: dict, seed: int, steps: int, max_timestep: int,
+               progress: bool):
+    """A DDPM trained as ``[diffusion]`` says (by steps; ``seconds`` adds a time budget) on ``images``."""
+    from ..diffusion import train_diffusion
+
+    d, where = plan["diffusion"], placement(plan)
+    return train_diffusion(torch.from_numpy(images), unet_config=config, steps=steps, batch_size=d["batch_size"],
+                           lr=d["lr"], max_timestep=max_timestep, seed=seed, progress=progress,
+                           max_seconds=d.get("seconds"), device=where["device"],
+                           autocast=torch.bfloat16 if where["bf16"] else None)
+
+
+@dataclass
+class Prepared:
+    """What every later stage reads: data, roles, the target, the defender's diffusion model (if any)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    split: MembershipSplit
+    model: torch.nn.Module
+    nb_classes: int
+    test: tuple[np.ndarray, np.ndarray] | None
+    reconstructor: Any = None
+    training: dict = field(default_factory=dict)
+    target_accuracy: dict = field(default_factory=dict)
+    log: Callable[[str], None] = print

@@ -1,0 +1,156 @@
+"""The one audit engine: the demo, the CPU preset and ``evaluate`` are plans of it, and reproduce the rows of the
+three drivers it replaced (frozen at toy size in fixtures/engine_equivalence.json, from commit 257b7a8's
+``run_demo``, ``reproduce`` with the CPU preset and ``run_audit``), and a plan run twice gives the same rows."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffence_plugin.cli import main
+from diffence_plugin.evaluation.engine import run_plan
+from diffence_plugin.evaluation.plan import ConfigError, apply_overrides, load_plan, load_preset, read_config_file, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+FROZEN = json.loads((Path(__file__).parent / "fixtures" / "engine_equivalence.json").read_text())
+DEMO_TOY = ["members.count=100", "roles.defender=10", "roles.attacker=10", "roles.evaluation=30",
+            "roles.population=20", "target.train.epochs=5", "diffusion.steps=10", "attacks.references=2",
+            "attacks.selection_draws=2", 'attacks.art=["bb_rf","shadow_models","rule_based"]', "run.bootstrap=50",
+            "run.progress=false", "diffence.n=2"]
+
+
+def summary(results: dict) -> list[dict]:
+    return [{"defense": r["defense"], "best": r["best"]["attack"], "best_auc": r["best"]["auc"],
+             "aucs": {a["attack"]: a["auc"] for a in r["attacks"]}, "reference_aware": r["reference_aware"],
+             "labels_kept": r["labels_kept"], "test_accuracy": r["test_accuracy"], "spread": r.get("spread")}
+            for r in results["rows"]]
+
+
+def assert_rows_equal(rows: list[dict], frozen: list[dict]) -> None:
+    assert [r["defense"] for r in rows] == [r["defense"] for r in frozen]
+    for new, old in zip(rows, frozen):
+        assert new["best"] == old["best"], new["defense"]
+        assert new["aucs"] == pytest.approx(old["aucs"], abs=1e-12), new["defense"]
+        assert (new["reference_aware"], new["labels_kept"], new["test_accuracy"]) == \
+            (old["reference_aware"], old["labels_kept"], old["test_accuracy"])
+        assert (new["spread"] is None) == (old["spread"] is None)
+        if new["spread"]:
+            for key, value in old["spread"].items():
+                assert new["spread"][key] == pytest.approx(value, abs=1e-12), (new["defense"], key)
+
+
+@pytest.fixture(scope="module")
+def demo_twice(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engine")
+    runs = []
+    for name in ("first", "second"):
+        plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(base / name))}"])
+        runs.append(run_plan(plan, log=lambda *a: None))
+    return runs
+
+
+def test_the_demo_preset_reproduces_the_former_demo_driver(demo_twice):
+    assert_rows_equal(summary(demo_twice[0].results), FROZEN["demo"])
+
+
+def test_the_same_plan_gives_the_same_rows(demo_twice):
+    first, second = (r.results for r in demo_twice)
+    assert first["rows"] == second["rows"]
+    assert first["calibration"] == second["calibration"]
+    assert {k: v.get("steps") for k, v in first["training"].items()} == \
+        {k: v.get("steps") for k, v in second["training"].items()}
+
+
+def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_twice):
+    out = demo_twice[0].out
+    mode = stat.S_IMODE((out / "config.json").stat().st_mode)
+    assert mode == 0o600
+    record = json.loads((out / "config.json").read_text())
+    assert record["run"]["overwrite"] is False
+    results = json.loads((out / "results.json").read_text())
+    assert results["format"] == "diffence-results-v1" and results["settings"]["plan"] == "demo"
+    assert (out / "report.html").is_file()
+    # a rerun from the record gives the same rows
+    again = run_plan(load_plan(out / "config.json", [f"run.out={json.dumps(str(out.parent / 'again'))}"]),
+                     log=lambda *a: None)
+    assert again.results["rows"] == demo_twice[0].results["rows"]
+
+
+def _cifar_files(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name, n in (("train.npz", 200), ("test.npz", 20)):
+        pics = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        blobs = []
+        for img in pics:
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=95)
+            blobs.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+        offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+        np.savez(folder / name, jpeg=np.concatenate(blobs), offsets=offsets,
+                 labels=(np.arange(n) % 10).astype(np.uint8))
+
+
+def test_the_cpu_preset_reproduces_the_former_cpu_driver(tmp_path):
+    _cifar_files(tmp_path)
+    toy = ["members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+           "target.train.epochs=2", "diffusion.steps=2", "diffusion.batch_size=8", "diffusion.width=8",
+           "diffusion.t_choices=[20, 40]", "diffusion.max_timestep=40", "diffence.n=2", "attacks.references=4", "attacks.selection_draws=2",
+           "attacks.defense_seeds=2", 'attacks.art=["bb_loss_rf"]', "attacks.attacker_ddpm_records=60",
+           "run.device=\"cpu\"", "run.progress=false", "run.bootstrap=1000",
+           f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"]
+    results = run_plan(load_preset("cifar10-cpu", toy), log=lambda *a: None).results
+    assert_rows_equal(summary(results), FROZEN["cifar10-cpu"])
+    seeds = {k: [d["best_auc"] for d in v] for k, v in results["defense_seeds"]["rows"].items()}
+    assert set(seeds) == set(FROZEN["cifar10-cpu-seeds"])
+    for name, aucs in FROZEN["cifar10-cpu-seeds"].items():  # every further defense seed, reconstructed again
+        assert seeds[name] == pytest.approx(aucs, abs=1e-12), name
+    assert [r["t"] for r in results["calibration"]["scenario_1"]["extra"]["t_search"]] == [20, 40]
+    assert set(results["target_accuracy"]) == {"train", "test"}
+
+
+def test_evaluate_reproduces_the_former_audit_driver(tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["train-target", "--epochs", "15", "--out", str(runs / "target"), "--no-progress"]) == 0
+    assert main(["train-diffusion", "--steps", "30", "--batch-size", "32", "--max-timestep", "20",
+                 "--out", str(runs / "ddpm"), "--no-progress"]) == 0
+    raw = read_config_file(ROOT / "examples" / "audit-digits.toml")
+    raw["target"]["weights"] = str(runs / "target" / "model.safetensors")
+    for d in raw["defenses"]:
+        if "path" in d.get("options", {}):
+            d["options"].update(path=str(runs / "ddpm"), n=3, t=20, k=10, seed=12345678901)
+    raw["roles"] = {"defender": 30, "attacker": 30, "evaluation": 40, "population": 40, "seed": 0}
+    raw["attacks"].update(references=2, attacker_ddpm_steps=20, selection_draws=2, art=["bb_rf"],
+                          reference_recipe={"model": "digits_mlp", "epochs": 5, "batch_size": 64})
+    raw["run"].update(out=str(runs / "audit"), bootstrap=100, progress=False, threads=1)
+    results = run_plan(resolve(raw, runs), log=lambda *a: None).results
+    assert_rows_equal(summary(results), FROZEN["evaluate"])
+
+
+def test_overrides_reach_every_field_and_typos_are_named():
+    plan = load_preset("demo", ["run.seed=3", "diffence.n=7", "defenses.memguard.epsilon=0.5",
+                                "defenses.diffence+memguard.memguard.epochs=9"])
+    assert plan["run"]["seed"] == 3
+    assert {d["options"]["diffence"]["n"] for d in plan["defenses"] if "diffence" in d["name"]} == {7}
+    assert plan["defenses"][3]["options"]["memguard"]["epsilon"] == 0.5
+    assert plan["defenses"][4]["options"]["memguard"]["epochs"] == 9
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sed'\] in \[run\]"):
+        load_preset("demo", ["run.sed=3"])
+    with pytest.raises(ConfigError, match="LABEL one of"):
+        apply_overrides({"defenses": [{"name": "memguard"}]}, ["defenses.memguar.epsilon=1"])
+    with pytest.raises(ConfigError, match="unknown preset 'dem'"):
+        load_preset("dem")
+
+
+def test_dry_run_prints_the_work_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["demo", "--dry-run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "- Diffence n=50, t=100, k=20: 750 inputs x 50 reconstructions" in printed
+    assert "- target: train digits_mlp for 60 epochs on 300 members" in printed
+    assert not out.exists()
