@@ -35,7 +35,7 @@ from diffence_plugin.evaluation.runner import (Sets, attacker_universe, diffence
                                                scored_attack, undefended_view)
 from diffence_plugin.outputs import Candidates
 from diffence_plugin.randomness import experiment_seed
-from diffence_plugin.recipes.demo import DemoSettings
+from demo_sizes import DemoSizes
 
 ROLES4 = ("attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers")
 DEFENSES = ("undefended", "scenario_1", "scenario_3")
@@ -114,7 +114,7 @@ def main() -> None:
         (print_condensed if args.condensed else print_tables)(json.loads(Path(args.table).read_text()))
         return
     start = time.perf_counter()
-    s = DemoSettings(seed=args.seed)
+    s = DemoSizes.of(seed=args.seed)
     if args.quick:
         s = dataclasses.replace(s, ddpm_steps=40, n=6, references=4, target_epochs=30)
     x, y = digits_images()

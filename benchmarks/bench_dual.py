@@ -6,11 +6,12 @@ the single DDPM on all members, DualMD's two models on disjoint halves (twice th
 on all members from DualMD's teachers (the teachers' cost plus one model). The diffusion model's leakage is
 measured by ``evaluation.diffusion_attacks.diffusion_audit`` (loss at each timestep and the attacker's best
 timestep, loss trajectory, SecMI, reconstruction distance; fitted and chosen on the attacker's records,
-scored on the evaluation records). With ``--classifier`` each reconstructor also protects the classifier:
-on digits through the demo's full audit (``run_experiment``: defense-aware LiRA/RMIA with the attacker's own
-DDPM, threshold and ART attacks); on CIFAR-10, where that audit takes 38 minutes per reconstructor on 2
-cores, through a lighter one (``classifier_unaware``: threshold attacks, LiRA and RMIA with reference models
-that answer undefended, 1,000 + 1,000 evaluation records, smaller defender and attacker sets).
+scored on the evaluation records). With ``--classifier`` each reconstructor also protects the classifier,
+through the audit engine with the reconstructor saved and named by ``[diffusion].path``: on digits the demo
+preset's full audit (defense-aware LiRA/RMIA with the attacker's own DDPM, threshold and ART attacks); on
+CIFAR-10, where that audit takes 38 minutes per reconstructor on 2 cores, a lighter plan of the CPU preset
+(``classifier_audit``: threshold attacks, LiRA and RMIA with reference models that answer undefended,
+1,000 + 1,000 evaluation records, smaller defender and attacker sets).
 
     python benchmarks/bench_dual.py --dataset digits --out runs/dual-digits --classifier
     python benchmarks/bench_dual.py --dataset cifar10 --data ../shared/data/cifar10 --out runs/dual-cifar --classifier
@@ -22,24 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from diffence_plugin import DualReconstructor, train_diffusion
-from diffence_plugin.data import digits_images, load_dataset
 from diffence_plugin.diffusion import train_distilled, train_dual
 from diffence_plugin.evaluation.diffusion_attacks import diffusion_audit
-from diffence_plugin.evaluation.experiment import run_experiment
-from diffence_plugin.evaluation.protocol import membership_split
-from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+from diffence_plugin.evaluation.engine import run_plan
+from diffence_plugin.evaluation.plan import load_preset
+from diffence_plugin.evaluation.prepare import build_split, load_data, unet_config
 from diffence_plugin.evaluation.report import format_change, machine
-from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, diffence_scenarios, evaluate_defense,
-                                               labels_kept, undefended_releases, undefended_view)
-from diffence_plugin.randomness import experiment_seed
-from diffence_plugin.recipes.demo import DemoSettings
-from diffence_plugin.recipes.reproduce import PRESETS
+
 
 def echo(message: str) -> None:
     print(message, flush=True)
@@ -49,25 +45,22 @@ ATTACKS = ("loss (best t)", "loss_trajectory", "secmi", "reconstruction", "best"
 
 
 def setting(dataset: str, data: str | None, steps: int | None, seed: int):
-    """(x, y, split, recipe, experiment settings, timesteps) for the demo's digits or the CPU preset's CIFAR-10."""
+    """(plan, x, y, split, the DDPM settings, timesteps) of the demo's digits or the CPU preset's CIFAR-10
+    (at t = 60: the study's choice, no calibration search), read from the shipped presets."""
+    common = [f"run.seed={seed}", f"roles.seed={seed}", "run.progress=false"]
     if dataset == "digits":
-        demo = DemoSettings(seed=seed)
-        x, y = digits_images()
-        recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=demo.target_epochs, batch_size=64)
-        exp = demo.experiment()
-        split, timesteps = demo.split(len(x)), (10, 20, 40, 60, 100)
+        plan = load_preset("demo", common + ([f"diffusion.steps={steps}"] if steps else []))
+        timesteps = (10, 20, 40, 60, 100)
     else:
-        cpu = replace(PRESETS["cpu"], seed=seed)
-        d = load_dataset("cifar10", data)
-        x, y = d.x_train, d.y_train
-        split = membership_split(len(x), cpu.members, cpu.calibration, cpu.attacker, cpu.evaluation, seed=seed,
-                                 population=cpu.population)
-        recipe = cpu.recipe(10, 3)
-        exp = replace(cpu.experiment(), t=60, t_choices=())
-        timesteps = (10, 20, 40, 60)
-    default_steps = exp.ddpm_steps if dataset == "digits" else 500  # CIFAR: about 3.5 minutes per model here
-    exp = replace(exp, ddpm_steps=steps or default_steps, ddpm_seconds=None)
-    return x, y, split, recipe, exp, timesteps
+        plan = load_preset("cifar10-cpu", common + [f"data.folder={json.dumps(data)}", "diffusion.t_choices=[]",
+                                                    "diffence.t=60", f"diffusion.steps={steps or 500}"])
+        timesteps = (10, 20, 40, 60)  # CIFAR: 500 steps, about 3.5 minutes per model here
+    x, y, _ = load_data(plan)
+    split = build_split(plan, len(x))
+    d, o = plan["diffusion"], plan["defenses"][0]["options"]["diffence"]
+    exp = SimpleNamespace(unet_config=unet_config(plan, x), ddpm_steps=d["steps"], ddpm_batch_size=d["batch_size"],
+                          ddpm_max_timestep=d["max_timestep"], n=o["n"], t=o["t"], k=o["k"], levels=o["levels"])
+    return plan, x, y, split, exp, timesteps
 
 
 def train_all(members: torch.Tensor, exp, seed: int) -> tuple[dict, dict]:
@@ -88,38 +81,42 @@ def train_all(members: torch.Tensor, exp, seed: int) -> tuple[dict, dict]:
     return models, seconds
 
 
-def classifier_unaware(models: dict, x, y, split, recipe: ReferenceRecipe, exp, seed: int,
-                       references: int = 4, sizes: tuple[int, int, int] = (250, 250, 250)) -> list[dict]:
-    """The classifier's audit with each reconstructor, at a cost a CPU affords: the target, ``references``
-    reference models that answer undefended (defense-unaware LiRA and RMIA) and threshold attacks; the
-    defender's, attacker's and population sets cut to ``sizes``, the evaluation records kept whole."""
-    d, a, p = sizes
-    split = replace(split, defender_members=split.defender_members[:d],
-                    defender_nonmembers=split.defender_nonmembers[:d], attacker_members=split.attacker_members[:a],
-                    attacker_nonmembers=split.attacker_nonmembers[:a], population=split.population[:p])
-    model = recipe.train(x[split.members], y[split.members], seed)
-    universe = attacker_universe(split, 2 * len(split.members))
-    view = undefended_view(train_references(recipe, x[universe], y[universe], references, seed=seed + 1,
-                                            progress=False), x, universe)
-    undefended = undefended_releases(model, x, split)
-    base = evaluate_defense("undefended", undefended, x, y, split, view=view, seed=seed)
-    rows = {"undefended": [base.to_dict(scores=False)]}
-    for name, reconstructor in models.items():
+def classifier_audit(models: dict, plan: dict, out: Path, aware: bool) -> dict:
+    """The engine's audit of the classifier with each reconstructor (saved, then named by ``[diffusion].path``),
+    Scenarios 1 and 3. ``aware`` False is the lighter audit a CPU affords on CIFAR-10: 4 references that answer
+    undefended, threshold attacks, LiRA and RMIA, 250 defender / attacker / population records, 1,000 + 1,000
+    evaluation records."""
+    light = [] if aware else ["attacks.aware=false", "attacks.art=[]", "attacks.references=4",
+                              "attacks.selection_draws=0", "roles.defender=250", "roles.attacker=250",
+                              "roles.population=250", "roles.evaluation=1000"]
+    rows = {}
+    for name, model in models.items():
         if name == "dual_keyed":
             continue
+        folder = out / f"ddpm-{name}"
+        model.save_pretrained(folder)
         clock = time.perf_counter()
-        _, _, released = diffence_scenarios(model, reconstructor, x, split, n=exp.n, t=exp.t, k=exp.k,
-                                            seed=experiment_seed(seed), progress=False, levels=exp.levels)
-        kept = labels_kept({"undefended": undefended, **released})
-        rows[name] = []
-        for scenario in ("scenario_1", "scenario_3"):
-            row = evaluate_defense(scenario, released[scenario], x, y, split, view=view, kept=kept[scenario],
-                                   seed=seed)
-            row.change = compare_to(row, base, seed=seed)
-            rows[name].append(row.to_dict(scores=False))
-        echo(f"  {name}: scenario 1 {rows[name][0]['best']['attack']} AUC {rows[name][0]['best']['auc']:.3f} "
-             f"(undefended {base.best.auc:.3f}), {time.perf_counter() - clock:.0f} s")
-    return [dict(row, reconstructor=name) for name, part in rows.items() for row in part]
+        overrides = [f"diffusion.path={json.dumps(str(folder))}", f"run.out={json.dumps(str(out / f'classifier-{name}'))}",
+                     "run.overwrite=true", *light]
+        run = plan_with(plan, overrides, ("scenario_1", "scenario_3"))
+        res = run_plan(run, log=lambda *_: None).results
+        rows[name] = [{k: row[k] for k in ("defense", "best", "lira", "change", "labels_kept")} for row in res["rows"]]
+        echo(f"  {name}: scenario 1 {rows[name][1]['best']['attack']} AUC {rows[name][1]['best']['auc']:.3f} "
+             f"(undefended {rows[name][0]['best']['auc']:.3f}), {time.perf_counter() - clock:.0f} s")
+    return rows
+
+
+def plan_with(plan: dict, overrides: list[str], labels: tuple[str, ...]) -> dict:
+    """``plan``'s preset again with ``overrides`` and only the defenses ``labels``."""
+    from diffence_plugin.evaluation.plan import apply_overrides, preset_path, read_config_file, resolve
+
+    raw = apply_overrides(read_config_file(preset_path(plan["name"])), [])
+    raw["defenses"] = [d for d in raw["defenses"] if d.get("label") in labels]
+    keep = [f"run.seed={plan['run']['seed']}", f"roles.seed={plan['roles']['seed']}", "run.progress=false",
+            f"diffusion.steps={plan['diffusion']['steps']}"]
+    if plan["data"].get("folder"):
+        keep += [f"data.folder={json.dumps(plan['data']['folder'])}", "diffusion.t_choices=[]", "diffence.t=60"]
+    return resolve(apply_overrides(raw, keep + overrides), Path.cwd())
 
 
 def main() -> None:
@@ -139,7 +136,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    x, y, split, recipe, exp, timesteps = setting(args.dataset, args.data, args.steps, args.seed)
+    plan, x, y, split, exp, timesteps = setting(args.dataset, args.data, args.steps, args.seed)
     members = torch.from_numpy(x[split.members])
     echo(f"training single, DualMD and DistillMD DDPMs ({exp.ddpm_steps} steps per model) on {len(members)} members")
     models, seconds = train_all(members, exp, args.seed)
@@ -157,20 +154,11 @@ def main() -> None:
         result["diffusion"][name] = {attack: r.to_dict(scores=False) for attack, r in audit.items()}
         echo(f"  {name}: best attack {audit['best'].attack} AUC {audit['best'].auc:.3f} "
              f"({time.perf_counter() - clock:.0f} s)")
-    if args.classifier and args.dataset == "cifar10":
-        echo("classifier audit (defense-unaware references) with each reconstructor")
-        result["classifier_protocol"] = "unaware"
-        for row in classifier_unaware(models, x, y, split, recipe, exp, args.seed):
-            result["classifier"].setdefault(row["reconstructor"], []).append(row)
-    elif args.classifier:
-        for name, model in models.items():
-            if name == "dual_keyed":
-                continue
-            echo(f"classifier audit with the {name} reconstructor")
-            res = run_experiment(recipe, x, y, split, exp, out_dir=out / f"classifier-{name}", progress=False,
-                                 reconstructor=model, log=lambda *_: None)
-            result["classifier"][name] = [{k: row[k] for k in ("defense", "best", "lira", "change", "labels_kept")}
-                                          for row in res["rows"]]
+    if args.classifier:
+        aware = args.dataset != "cifar10"  # on CIFAR-10 the full audit takes 38 minutes per reconstructor
+        echo(f"classifier audit ({'defense-aware' if aware else 'defense-unaware references'}) per reconstructor")
+        result["classifier_protocol"] = "aware" if aware else "unaware"
+        result["classifier"] = classifier_audit(models, plan, out, aware)
     result["seconds"] = time.perf_counter() - start
     (out / "dual.json").write_text(json.dumps(result, indent=2, default=str))
     print_tables(result)

@@ -13,7 +13,7 @@ import time
 from diffence_plugin.data import digits_images
 from diffence_plugin.evaluation import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.runner import attacker_universe, reference_attacks, undefended_releases, undefended_view
-from diffence_plugin.recipes.demo import DemoSettings
+from demo_sizes import DemoSizes
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    s = DemoSettings(seed=args.seed)
+    s = DemoSizes.of(seed=args.seed)
     x, y = digits_images()
     split = s.split(len(x))
     recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=s.target_epochs, batch_size=64)

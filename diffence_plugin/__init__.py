@@ -5,7 +5,8 @@ Pipeline: input -> reconstruct (``reconstruct.py``) -> classify (``classify.py``
 -> output, tied together by ``Diffence`` (``defense.py``), all at the top of the package. Other concerns
 live in their own wings: ``defenses`` (MemGuard, HAMP, training-time defenses), ``plugins`` (pluggy hooks,
 ``DefensePipeline``), ``evaluation`` (protocol, metrics, attacks, reports), ``data`` (datasets, model zoo),
-``diffusion`` (DDPM training, DualMD's pair and DistillMD's student) and ``recipes`` (demo, reproduce).
+``diffusion`` (DDPM training, DualMD's pair and DistillMD's student); the audit engine that every command
+runs is ``evaluation.engine``, and the demo and CIFAR presets are plan files in ``presets``.
 ART integration lives in ``diffence_plugin.adapters``; the core never imports ART.
 
 The names below are imported on first use, so that ``diffence --help`` does not load torch.

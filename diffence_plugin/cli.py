@@ -2,7 +2,9 @@
 
 Every argument is validated before any work starts. Exit codes: 0 success, 2 usage errors (a bad argument,
 a refused output folder), 1 anything else (bad data, a failed run, Ctrl-C). Output folders must be empty
-unless ``--overwrite`` is given, and exist from the start, so an interrupted run keeps what it finished.
+unless ``--overwrite`` is given; an audit's folder is made once its plan and data are checked, before any
+training, so an interrupted run keeps what it finished. ``demo``, ``evaluate`` and ``reproduce`` all run a
+plan through the one engine (``evaluation.engine``).
 torch, diffusers and ART are imported only when a command runs, so ``--help`` answers at once.
 """
 
@@ -100,7 +102,7 @@ def _seed_overrides(seed: int | None) -> list[str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    _positive(ddpm_steps=args.ddpm_steps, n=args.n, t=args.t)
+    _positive(ddpm_steps=args.ddpm_steps)
     from .evaluation.plan import load_preset
 
     overrides = _seed_overrides(args.seed) + _common_overrides(args)
@@ -305,6 +307,8 @@ def _reproduce(args: argparse.Namespace) -> int:
                       ("defense_seeds", "attacks.defense_seeds"), ("t_choices", "diffusion.t_choices")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={json.dumps(getattr(args, flag))}")
+    if args.t_choices:
+        overrides.append("diffence.t=null")  # calibration chooses t among the choices
     plan = _plan(load_preset, f"cifar10-{args.preset}", overrides=overrides + _common_overrides(args))
     return _run_plan(plan, args)
 

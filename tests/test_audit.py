@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from diffence_plugin.cli import main
-from diffence_plugin.evaluation.audit import ConfigError, read_config_file, resolve, run_audit
+from diffence_plugin.evaluation.engine import run_plan as run_audit
+from diffence_plugin.evaluation.plan import ConfigError, read_config_file, resolve
+from diffence_plugin.evaluation.prepare import (build_split, check_target, load_data, load_target,
+                                                nb_classes_of)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,16 +107,13 @@ def test_bad_fields_are_named(trained, change, message):
         raw["colour"] = {}
     with pytest.raises(ConfigError, match=message):
         cfg = resolve(raw, trained)
-        from diffence_plugin.evaluation.audit import build_split, build_target, load_data
-
-        x, y = load_data(cfg)
+        x, y, _ = load_data(cfg)
         build_split(cfg, len(x))
-        build_target(cfg, x, y)
+        classes = nb_classes_of(cfg, y)
+        check_target(load_target(cfg, x, classes), x, classes)
 
 
 def test_data_files_are_checked(trained, tmp_path):
-    from diffence_plugin.evaluation.audit import build_split, load_data
-
     np.savez(tmp_path / "no_y.npz", x=np.zeros((4, 1, 8, 8), dtype=np.float32))
     raw = _config(trained)
     raw["data"] = {"npz": str(tmp_path / "no_y.npz")}

@@ -125,19 +125,22 @@ def test_paper_split_is_seeded_and_disjoint():
 def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
     """The GPU preset through the same engine on a CPU: synthetic CIFAR-format files, tiny UNet, a few steps;
     LiRA, RMIA, the utility columns and the report, like every run."""
-    import dataclasses
+    import json
 
-    from diffence_plugin.recipes.reproduce import PRESETS, reproduce
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import load_preset
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
-    preset = dataclasses.replace(PRESETS["gpu"], members=60, calibration=10, attacker=10, evaluation=20, population=20,
-                                 target_epochs=1, batch_size=32, ddpm_steps=3, ddpm_batch_size=8, unet="tiny",
-                                 ddpm_width=8, n=2, t=20, k=10, references=2, selection_draws=2,
-                                 attacks=("bb_rf", "bb_loss_rf"), device="cpu")
-    assert preset.model == "resnet18" and preset.placement() == {"device": "cpu", "channels_last": False,
-                                                                  "bf16": False}
-    results = reproduce(tmp_path, preset, out_dir=tmp_path / "out", progress=False, log=lambda *a: None)
+    plan = load_preset("cifar10-gpu", [
+        "members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+        "target.train.epochs=1", "target.train.batch_size=32", "diffusion.steps=3", "diffusion.batch_size=8",
+        'diffusion.unet="tiny"', "diffusion.width=8", "diffusion.max_timestep=20", "diffence.n=2", "diffence.t=20",
+        "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf", "bb_loss_rf"]',
+        "attacks.attacker_ddpm_records=60", 'run.device="cpu"', "run.progress=false",
+        f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    assert plan["target"]["model"] == "resnet18" and plan["run"]["max_batch"] == 8192
+    results = run_plan(plan, log=lambda *a: None).results
     rows = {r["defense"]: r for r in results["rows"]}
     assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3", "labels_only"]
     assert len({r["test_accuracy"] for r in rows.values()}) == 1 and all(r["labels_kept"] == 1.0 for r in rows.values())
@@ -145,10 +148,8 @@ def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
     assert rows["scenario_1"]["reference_aware"] and rows["labels_only"]["reference_aware"]
     assert all(set(r["utility"]["nonmembers"]) >= {"ece", "nll", "brier", "ci"} for r in rows.values())
     assert results["training"]["defender_ddpm"]["steps"] == 3 and results["training"]["attacker_ddpm"]["steps"] == 3
-    assert results["settings"]["extra"]["preset"]["name"] == "gpu"
+    assert results["settings"]["plan"] == "cifar10-gpu"
     assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "report.html").is_file()
-    with pytest.raises(ValueError, match="bf16 autocast on a CPU"):
-        dataclasses.replace(preset.experiment(), bf16=True)
 
 
 def test_on_device_keeps_the_models_answers():
@@ -171,61 +172,21 @@ def test_on_device_keeps_the_models_answers():
         OnDevice(net, "cpu", bf16=True)
 
 
-def test_cpu_preset_runs_the_full_audit_at_toy_size(tmp_path, capsys):
-    """The CPU preset's path: calibration chooses t, reference models, LiRA/RMIA, accuracy reported."""
-    import dataclasses
-
+def test_reproduce_refuses_impossible_settings_before_any_work(tmp_path, capsys):
+    """The CPU preset itself runs in tests/test_engine.py (row for row against the former driver); here the
+    command line's checks, each before any folder is made."""
     from diffence_plugin.cli import main
-    from diffence_plugin.evaluation.experiment import defense_seed
-    from diffence_plugin.evaluation.report import format_seed_table
-    from diffence_plugin.randomness import experiment_seed
-    from diffence_plugin.recipes.reproduce import PRESETS, reproduce
 
-    write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
+    write_npz(tmp_path / "train.npz", images(20), np.arange(20) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
-    settings = dataclasses.replace(PRESETS["cpu"], members=60, calibration=10, attacker=10, evaluation=20,
-                                   population=20, target_epochs=2, ddpm_steps=2, ddpm_batch_size=8, ddpm_width=8, n=2,
-                                   t=20, k=20, t_choices=(20, 40), references=4, selection_draws=2,
-                                   defense_seeds=2, attacks=("bb_loss_rf",))
-    logged = []
-    results = reproduce(tmp_path, settings, out_dir=tmp_path / "out", progress=False, log=logged.append)
-    rows = {r["defense"]: r for r in results["rows"]}
-    assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3", "labels_only"]
-    assert all(r["labels_kept"] == 1.0 for r in rows.values())
-    assert len({r["test_accuracy"] for r in rows.values()}) == 1
-    assert rows["scenario_1"]["lira"] is not None and rows["scenario_1"]["rmia"] is not None
-    assert set(results["target_accuracy"]) == {"train", "test"}
-    search = results["calibration"]["scenario_1"]["extra"]["t_search"]
-    assert [r["t"] for r in search] == [20, 40]
-    assert results["calibration"]["scenario_1"]["t"] == results["calibration"]["scenario_2"]["t"]
-    assert results["training"]["defender_ddpm"]["steps"] == 2
-    assert results["training"]["defender_ddpm"]["stopped"] == "steps"
-    assert any(line.strip().startswith("done in") for line in logged)
-    assert set(results["timings"]) == {"target_s", "ddpm_s", "diffence_s", "attacker_s", "attacks_s",
-                                       "defense_seeds_s", "report_s"}
-    # a second defense seed: every Diffence row reconstructed, calibrated and attacked again
-    noise = results["defense_seeds"]
-    assert noise["seeds"] == 2 and set(noise["rows"]) == {"scenario_1", "scenario_2", "scenario_3"}
-    for name, draws in noise["rows"].items():
-        assert [d["draw"] for d in draws] == [0, 1] and draws[0]["best_auc"] == rows[name]["best"]["auc"]
-        assert all(d["t"] in (20, 40) and "lira" in d["change"] for d in draws)
-        changes = [d["change"]["best"]["auc_change"] for d in draws]
-        assert noise["summary"][name]["best"]["mean"] == pytest.approx(np.mean(changes))
-        assert noise["summary"][name]["best"]["sd"] == pytest.approx(np.std(changes, ddof=1))
-    assert defense_seed(0, 0) == experiment_seed(0) and defense_seed(0, 1) != defense_seed(0, 0)
-    assert "| scenario_1 | mean ± sd (2) |" in format_seed_table(results)
-    # the command line refuses impossible sizes before any work
-    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--members", "100",
-                 "--out", str(tmp_path / "o2")]) == 2
-    assert "member roles need 5000" in capsys.readouterr().err and not (tmp_path / "o2").exists()
-    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--defense-seeds", "0",
-                 "--out", str(tmp_path / "o3")]) == 2
-    assert "--defense-seeds must be > 0" in capsys.readouterr().err and not (tmp_path / "o3").exists()
-    assert main(["reproduce", "cifar10", "--preset", "cpu", "--data", str(tmp_path), "--t-choices", "40", "50",
-                 "--out", str(tmp_path / "o3")]) == 2
-    assert "t_choices 50 must be a multiple of k = 20" in capsys.readouterr().err and not (tmp_path / "o3").exists()
-    assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--t-choices", "45",
-                 "--out", str(tmp_path / "o3")]) == 2
-    assert "t_choices 45 must be a multiple of k = 10" in capsys.readouterr().err and not (tmp_path / "o3").exists()
-    with pytest.raises(ValueError, match="t 0 must be"):
-        dataclasses.replace(PRESETS["cpu"], t=0)
+    cases = [(["--preset", "cpu", "--members", "100"], "the member roles need 5000 members"),
+             (["--preset", "cpu", "--defense-seeds", "0"], "--defense-seeds must be > 0"),
+             (["--preset", "cpu", "--t-choices", "40", "50"], "t must be a multiple of k, got t=50, k=20"),
+             (["--t-choices", "45"], "t must be a multiple of k, got t=45, k=10"),
+             (["--preset", "cpu", "--set", "diffence.t=40"], "t is chosen by calibration among"),
+             (["--preset", "cpu", "--set", "diffusion.max_timestep=60"], "t = 100 but the diffusion model is trained on "
+                                                                          "timesteps <= 60")]
+    for flags, message in cases:
+        assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flags]) == 2
+        assert message in capsys.readouterr().err, flags
+        assert not (tmp_path / "o").exists()

@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 
 from diffence_plugin.cli import main
-from diffence_plugin.recipes.demo import DemoSettings, run_demo
+from diffence_plugin.evaluation.engine import run_plan
+from diffence_plugin.evaluation.plan import load_preset
 from diffence_plugin.evaluation.metrics import membership_metrics
 from diffence_plugin.evaluation.report import format_attack_table, format_table, format_utility_table
 
 
 @pytest.fixture(scope="module")
 def demo_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    settings = DemoSettings(members=150, defender=30, attacker=40, evaluation=60, population=60, target_epochs=30,
-                            ddpm_steps=20, n=4, references=2, selection_draws=2, bootstrap=200,
-                            art_attacks=("bb_rf", "bb_loss_rf", "shadow_models", "rule_based"))
-    return run_demo(settings, out_dir=out, progress=False, log=lambda *a: None), out
+    out = tmp_path_factory.mktemp("demo") / "run"
+    plan = load_preset("demo", ["members.count=150", "roles.defender=30", "roles.attacker=40", "roles.evaluation=60",
+                                "roles.population=60", "target.train.epochs=30", "diffusion.steps=20", "diffence.n=4",
+                                "attacks.references=2", "attacks.selection_draws=2", "run.bootstrap=200",
+                                'attacks.art=["bb_rf", "bb_loss_rf", "shadow_models", "rule_based"]',
+                                "run.progress=false", f"run.out={json.dumps(str(out))}"])
+    return run_plan(plan, log=lambda *a: None).results, out
 
 
 def test_demo_writes_results_report_and_plots(demo_results):
@@ -203,12 +206,13 @@ def test_report_html_numbers_equal_results_json(demo_results):
 
 
 def test_ctrl_c_prints_one_line_keeps_the_folder_and_exits_1(tmp_path, capsys, monkeypatch):
-    import diffence_plugin.recipes.demo as demo
+    import diffence_plugin.evaluation.engine as engine
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "run_demo", interrupted)
-    assert main(["demo", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "interrupted" in err[0] and (tmp_path / "out").is_dir()
+    monkeypatch.setattr(engine, "defend", interrupted)  # after the target and the DDPM are trained
+    assert main(["demo", "--out", str(tmp_path / "out"), "--no-progress", "--ddpm-steps", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()  # the phase log lines, then one line for the interrupt
+    assert "interrupted" in err[-1] and sum("interrupted" in line for line in err) == 1
+    assert (tmp_path / "out" / "config.json").is_file()  # the folder and the run's record are kept

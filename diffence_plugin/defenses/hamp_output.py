@@ -24,6 +24,11 @@ class HAMPOutput:
         self.classifier: Classifier | None = None
         self.seed = seed
 
+    def attacker_copy(self, seed: int) -> "HAMPOutput":
+        """An unbound copy with the attacker's own ``seed``: what an attacker who knows the defense applies to
+        each of its reference models' answers (after ``bind(reference)``)."""
+        return HAMPOutput(seed=seed)
+
     def bind(self, classifier: Classifier) -> None:
         self.classifier = classifier
 

@@ -1,5 +1,9 @@
-"""Evaluation wing: the membership protocol, metrics with confidence intervals, attacks, reports and the runner.
+"""Evaluation wing: the audit engine, the membership protocol, metrics with confidence intervals, attacks,
+reports and the runner.
 
+- ``plan``, ``plan_checks``: a run's validated plan (what ``diffence evaluate`` reads; the presets);
+- ``prepare``, ``engine``: the engine's stages and ``run_plan``, behind ``demo``, ``evaluate`` and ``reproduce``;
+- ``utility``: ECE, NLL and Brier score of released vectors;
 - ``protocol``: who knows which records (roles and splits);
 - ``metrics``: AUC, accuracy, TPR at low FPR with bootstrap intervals; the attacker's choice of best attack;
 - ``threshold``: Song & Mittal's threshold attacks with per-class thresholds;

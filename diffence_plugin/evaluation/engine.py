@@ -88,11 +88,13 @@ def prepare(plan: dict, log: Callable[[str], None], timings: dict) -> Prepared:
         model = load_target(plan, x, nb_classes)
         training = {}
     else:
-        recipe = training_recipe(plan, {"model": target["model"], **target["train"]}, nb_classes, x.shape[1])
+        recipe = training_recipe(plan, {"model": target["model"], **target["train"]}, nb_classes, x.shape[1],
+                                 reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]))
         with phase(f"[1/6] training the target ({target['model']}) on {len(split.members)} members", timings,
                    "target_s", log):
-            model = recipe.train(x[split.members], y[split.members], plan["run"]["seed"]).eval()
-        training = {"target": {"recipe": recipe.key}}
+            model, metrics = recipe.train_with_metrics(x[split.members], y[split.members], plan["run"]["seed"])
+        model = model.eval()
+        training = {"target": {"recipe": recipe.key, **metrics}}
     check_target(model, x, nb_classes)
     prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=test, training=training, log=log)
     prep.target_accuracy = _accuracies(prep)
@@ -363,8 +365,10 @@ def attacker_view(defense: Defense, q: str, plain: AttackerView, copies: Attacke
     """The references' answers through the attacker's copy of ``defense`` (defense-aware), or their plain
     answers (defense-unaware) where a stage cannot be copied."""
     seed = plan["run"]["seed"] + 1
+    models = copies.refs.models
     if not defense.pre:
-        return post_view(plain, defense.post, copies.queries[q], prep.split, seed, upstream_copied=True) or plain
+        return post_view(plain, defense.post, copies.queries[q], prep.split, seed, upstream_copied=True,
+                         models=models) or plain
     if defense.diffence is None:
         return plain
     own = copies.get(defense.diffence)
@@ -373,7 +377,7 @@ def attacker_view(defense: Defense, q: str, plain: AttackerView, copies: Attacke
                          own["refs"][q])
     if not defense.post:
         return view
-    return post_view(view, defense.post, copies.queries[q], prep.split, seed) or plain
+    return post_view(view, defense.post, copies.queries[q], prep.split, seed, models=models) or plain
 
 
 def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log, timings: dict) -> Armed:
@@ -387,7 +391,7 @@ def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log
     with phase(f"[4/6] the attacker: {attacks['references']} reference models and its copy of every defense",
                timings, "attacker_s", log):
         universe = attacker_universe(split, 2 * len(split.members))
-        recipe = reference_recipe(plan, prep.nb_classes, x.shape[1])
+        recipe = reference_recipe(plan, prep.nb_classes, x, y, split)
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=plan["run"]["seed"] + 1,
                                 cache=out / "reference-cache", progress=plan["run"]["progress"], executor=executor)
         copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed)

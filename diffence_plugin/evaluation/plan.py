@@ -120,7 +120,7 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
     """A copy of ``raw`` with ``section.key=value`` assignments (values read as JSON where they parse,
     else as strings), e.g. ``run.seed=3`` or ``attacks.art=["bb_rf"]``. ``defenses.LABEL.KEY=value`` sets
     an option of the defense labelled LABEL (``defenses.LABEL.NAME.KEY`` in a pipeline), and
-    ``diffence.KEY=value`` an option of every Diffence defense."""
+    ``diffence.KEY=value`` an option of every Diffence defense. ``KEY=null`` removes the key."""
     out = copy.deepcopy(raw)
     for assignment in assignments:
         path, sep, text = assignment.partition("=")
@@ -139,8 +139,15 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
             table = table.setdefault(key, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"--set {path}: {key!r} is not a table")
-        table[keys[-1]] = value
+        _assign(table, keys[-1], value)
     return out
+
+
+def _assign(table: dict, key: str, value: Any) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
 
 
 def _override_defenses(raw: dict, keys: list[str], value: Any, path: str) -> None:
@@ -151,7 +158,7 @@ def _override_defenses(raw: dict, keys: list[str], value: Any, path: str) -> Non
             raise ConfigError(f"--set {path}: needs diffence.KEY and a Diffence defense in the plan")
         for d in hits:
             options = d.setdefault("options", {})
-            (options.setdefault("diffence", {}) if isinstance(d["name"], list) else options)[keys[1]] = value
+            _assign(options.setdefault("diffence", {}) if isinstance(d["name"], list) else options, keys[1], value)
         return
     labels = {d.get("label", "+".join(d["name"]) if isinstance(d["name"], list) else d["name"]): d for d in defenses}
     if len(keys) not in (3, 4) or keys[1] not in labels:
@@ -159,7 +166,7 @@ def _override_defenses(raw: dict, keys: list[str], value: Any, path: str) -> Non
     options = labels[keys[1]].setdefault("options", {})
     if len(keys) == 4:
         options = options.setdefault(keys[2], {})
-    options[keys[-1]] = value
+    _assign(options, keys[-1], value)
 
 
 def resolve(raw: dict, base: Path) -> dict:

@@ -48,6 +48,9 @@ def _check_members(members: dict, roles: dict) -> None:
         raise ConfigError(f"[members].draw must be 'separate' or 'with_roles', got {members['draw']!r}")
     if members["draw"] == "with_roles" and "count" not in members:
         raise ConfigError("[members].draw = 'with_roles' draws count members with the roles; set [members].count")
+    need = roles["defender"] + roles["attacker"] + roles["evaluation"]
+    if "count" in members and need > members["count"]:
+        raise ConfigError(f"[roles]: the member roles need {need} members, [members].count is {members['count']}")
     for key, value in roles.items():
         if key != "seed" and value < (2 if key == "attacker" else 0 if key == "population" else 1):
             raise ConfigError(f"[roles].{key} must be >= {2 if key == 'attacker' else 1}, got {value}")
@@ -174,7 +177,8 @@ def _check_attacks(plan: dict) -> None:
     if attacks["augment"] and not attacks["references"]:
         raise ConfigError("[attacks].augment adds flipped queries to LiRA, which needs references > 0")
     check_recipe("[attacks].reference_recipe", attacks["reference_recipe"])
-    if attacks["references"] and ":" in plan["target"]["model"] and "factory" not in attacks["reference_recipe"]:
+    recipe_model = attacks["reference_recipe"].get("model", plan["target"]["model"])
+    if attacks["references"] and ":" in recipe_model and "factory" not in attacks["reference_recipe"]:
         raise ConfigError("[attacks].reference_recipe needs factory = 'pkg.mod:train' (train(x, y, seed) -> model) "
                           "for a target from an import path, or references = 0")
     for key in ("selection_draws",):

@@ -122,8 +122,10 @@ def nb_classes_of(plan: dict, y: np.ndarray) -> int:
     return nb_classes
 
 
-def training_recipe(plan: dict, recipe: dict, nb_classes: int, channels: int):
-    """A ``ReferenceRecipe`` from a recipe table (``[target.train]`` or ``[attacks].reference_recipe``)."""
+def training_recipe(plan: dict, recipe: dict, nb_classes: int, channels: int,
+                    reference: tuple[np.ndarray, np.ndarray] | None = None):
+    """A ``ReferenceRecipe`` from a recipe table (``[target.train]`` or ``[attacks].reference_recipe``);
+    ``reference`` is the trainer's own non-member (x, y), which AdvReg needs (given to it alone)."""
     from .references import ReferenceRecipe
 
     if "factory" in recipe:
@@ -134,13 +136,16 @@ def training_recipe(plan: dict, recipe: dict, nb_classes: int, channels: int):
     return ReferenceRecipe.from_training(model, nb_classes, channels, defense=recipe.get("defense", "none"),
                                          epochs=recipe.get("epochs", 60), batch_size=recipe.get("batch_size", 64),
                                          lr=recipe.get("lr", 1e-3), weight_decay=recipe.get("weight_decay", 0.0),
-                                         options=recipe.get("options"), **where)
+                                         options=recipe.get("options"),
+                                         reference=reference if recipe.get("defense") == "advreg" else None, **where)
 
 
-def reference_recipe(plan: dict, nb_classes: int, channels: int):
-    """How the attacker trains its references: ``[attacks].reference_recipe`` over the target's own recipe."""
+def reference_recipe(plan: dict, nb_classes: int, x: np.ndarray, y: np.ndarray, split: MembershipSplit):
+    """How the attacker trains its references: ``[attacks].reference_recipe`` over the target's own recipe;
+    AdvReg's non-members are the attacker's own pool records."""
     recipe = {**plan["target"].get("train", {}), **plan["attacks"]["reference_recipe"]}
-    return training_recipe(plan, recipe, nb_classes, channels)
+    own = split.attacker_pool[: plan["roles"]["defender"]]
+    return training_recipe(plan, recipe, nb_classes, x.shape[1], reference=(x[own], y[own]))
 
 
 def load_target(plan: dict, x: np.ndarray, nb_classes: int) -> torch.nn.Module:

@@ -37,11 +37,14 @@ class ReferenceRecipe:
             the recipe changes.
         build: ``build() -> model``, a fresh model of the same architecture to load cached weights into; without
             it nothing is cached.
+        train_with_metrics: ``train_with_metrics(x, y, seed) -> (model, metrics)``, the same training that also
+            says how it went (accuracies, seconds, DP-SGD's spent epsilon); None where only ``train`` exists.
     """
 
     train: Callable[[np.ndarray, np.ndarray, int], nn.Module]
     key: dict = field(default_factory=dict)
     build: Callable[[], nn.Module] | None = None
+    train_with_metrics: Callable[[np.ndarray, np.ndarray, int], tuple[nn.Module, dict]] | None = None
 
     @classmethod
     def from_training(cls, model: str, nb_classes: int, channels: int, *, defense: str = "none",
@@ -58,10 +61,14 @@ class ReferenceRecipe:
 
         opts = dict(options or {})
 
+        def with_metrics(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[nn.Module, dict]:
+            trained = train_target(x, y, defense=defense, model=model, nb_classes=nb_classes, epochs=epochs,
+                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=False,
+                                   options=opts, reference=reference, **placement)
+            return trained.model, trained.metrics
+
         def train(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
-            return train_target(x, y, defense=defense, model=model, nb_classes=nb_classes, epochs=epochs,
-                                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=False,
-                                options=opts, reference=reference, **placement).model
+            return with_metrics(x, y, seed)[0]
 
         def build() -> nn.Module:
             net = build_model(model, nb_classes, channels, defense == "dpsgd")
@@ -74,7 +81,7 @@ class ReferenceRecipe:
                "reference": None if reference is None else _digest(*reference)}
         if weight_decay or wrapped:  # keys of earlier caches stay as they were
             key.update(weight_decay=weight_decay, **placement)
-        return cls(train=train, key=key, build=build)
+        return cls(train=train, key=key, build=build, train_with_metrics=with_metrics)
 
 
 def in_masks(count: int, records: int, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Every attack against every defense, with the roles of ``protocol``: the evaluation shared by all recipes.
+"""Every attack against every defense, with the roles of ``protocol``: the pieces the audit engine runs.
 
 Data flow: each defense releases a probability vector for every record of every role once; the attacker's
 reference models answer on the attacker's own universe of records through the same kind of defense
@@ -73,42 +73,6 @@ class DefenseRow:
 
 # ---- releases ---------------------------------------------------------------------------------------------
 
-def diffence_scenarios(model, reconstructor, x: np.ndarray, split: MembershipSplit, *, n: int, t: int, k: int,
-                       seed: int, progress: bool, max_batch: int = 1024, autocast: torch.dtype | None = None,
-                       levels: int = 255, t_choices: tuple[int, ...] = ()
-                       ) -> tuple[dict[str, Diffence], dict[str, Candidates], dict[str, Released]]:
-    """Reconstruct every role's inputs once, calibrate Scenarios 1 and 2, and release all three scenarios.
-
-    With ``t_choices``, Scenario 1's calibration chooses the noise step among them (``Diffence.tune``) on the
-    defender's known members and non-members, and all three scenarios use it.
-    """
-    base = Diffence(reconstructor, n=n, t=t, k=k, scenario=3, seed=seed, output="logits", progress=progress,
-                    max_batch=max_batch, autocast=autocast, levels=levels)
-    roles = roles_of(split)
-    known = ("defender_members", "defender_nonmembers")
-    cands: dict[str, Candidates] = {}
-    if t_choices:
-        found = {}
-        for choice in t_choices:
-            d = base.with_config(t=choice)
-            found[choice] = tuple(d.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in known)
-        s1 = base.with_config(scenario=1).tune_from_candidates(found)
-        base = base.with_config(t=s1.config.t)
-        cands.update(zip(known, found[s1.config.t]))
-    cands.update({r: base.candidates(model, torch.from_numpy(x[getattr(split, r)])) for r in roles if r not in cands})
-    cands = {r: cands[r] for r in roles}
-    defenses = {"3": base}
-    for scenario in (1, 2):
-        if scenario == 1 and t_choices:
-            defenses["1"] = s1
-            continue
-        d = base.with_config(scenario=scenario)
-        d.calibrate_from_candidates(cands["defender_members"], cands["defender_nonmembers"] if scenario == 1 else None)
-        defenses[str(scenario)] = d
-    released = {f"scenario_{s}": release_all(defenses[s], cands) for s in "123"}
-    return defenses, cands, released
-
-
 def release_all(defense: Diffence, cands: dict[str, Candidates]) -> Released:
     """Every role's released vectors (float64) under one selection rule."""
     return {r: defense.release(c).probs.numpy() for r, c in cands.items()}
@@ -174,13 +138,14 @@ def undefended_view(references: ReferenceModels, x: np.ndarray, universe: np.nda
 
 
 def post_view(view: AttackerView, post: list, x: np.ndarray, split: MembershipSplit, seed: int, *,
-              upstream_copied: bool | None = None) -> AttackerView | None:
+              upstream_copied: bool | None = None, models: list | None = None) -> AttackerView | None:
     """The attacker's copy of post-inference defenses applied to ``view``'s answers, stage by stage.
 
     A stateless stage (``stateless = True``: no fit, no randomness, e.g. labels only) is applied as it is. A
-    fitted one with ``attacker_copy(seed)`` (MemGuard) is rebuilt with the same public settings and the
-    attacker's seed, and fitted for each reference on the population records it did and did not train on, as
-    the defender fits on its known members and non-members. The result is defense-aware when what comes
+    stage with ``attacker_copy(seed)`` (MemGuard, HAMP's output) is rebuilt with the same public settings and
+    the attacker's seed for each reference: bound to the reference model (``models``) if it needs one, and
+    fitted on the population records the reference did and did not train on if it learns, as the defender
+    fits on its known members and non-members. The result is defense-aware when what comes
     before the post stages is copied too (``upstream_copied``; default ``view.aware``; pass True for the
     undefended view of a pipeline with no pre-inference stage). None when a stage can be copied neither way.
     """
@@ -194,7 +159,12 @@ def post_view(view: AttackerView, post: list, x: np.ndarray, split: MembershipSp
         for i, stage in enumerate(post):
             if not getattr(stage, "stateless", False):
                 stage = stage.attacker_copy(int(np.random.SeedSequence([seed, r, i]).generate_state(1)[0]))
-                stage.fit_probabilities(out[torch.from_numpy(pop & mask)], out[torch.from_numpy(pop & ~mask)])
+                if hasattr(stage, "bind"):
+                    if models is None:
+                        return None
+                    stage.bind(models[r])
+                if hasattr(stage, "fit_probabilities"):
+                    stage.fit_probabilities(out[torch.from_numpy(pop & mask)], out[torch.from_numpy(pop & ~mask)])
             out = stage(xs, out).double()
         probs.append(out.numpy())
     aware = view.aware if upstream_copied is None else upstream_copied

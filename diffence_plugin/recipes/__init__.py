@@ -1,1 +1,0 @@
-"""Recipes: end-to-end scripts over the public API (``diffence demo``, ``diffence reproduce``); none imports another."""
