@@ -31,8 +31,8 @@ from diffence_plugin.evaluation.adaptive import (combine, label_only_lira, label
 from diffence_plugin.evaluation.lira import LiRA, logit_confidence
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.report import machine
-from diffence_plugin.evaluation.runner import (Sets, attacker_universe, diffence_view, evaluate_defense,
-                                               scored_attack, undefended_view)
+from diffence_plugin.evaluation.attacker import attacker_universe, diffence_view, undefended_view
+from diffence_plugin.evaluation.attacks import Sets, evaluate_defense, scored_attack
 from diffence_plugin.outputs import Candidates
 from diffence_plugin.randomness import experiment_seed
 from demo_sizes import DemoSizes

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import time
 
-
-from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation import ReferenceRecipe, train_references
-from diffence_plugin.evaluation.runner import attacker_universe, reference_attacks, undefended_releases, undefended_view
-from demo_sizes import DemoSizes
+from diffence_plugin.evaluation import train_references
+from diffence_plugin.evaluation.engine import prepare
+from diffence_plugin.evaluation.plan import load_preset
+from diffence_plugin.evaluation.prepare import reference_recipe
+from diffence_plugin.evaluation.attacker import attacker_universe, undefended_view
+from diffence_plugin.evaluation.attacks import reference_attacks
+from diffence_plugin.evaluation.releases import undefended_releases
 
 
 def main() -> None:
@@ -21,22 +23,22 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    s = DemoSizes.of(seed=args.seed)
-    x, y = digits_images()
-    split = s.split(len(x))
-    recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=s.target_epochs, batch_size=64)
-    model = recipe.train(x[split.members], y[split.members], s.seed)
-    released = undefended_releases(model, x, split)
-    universe = attacker_universe(split, 2 * s.members)
+    plan = load_preset("demo", [f"run.seed={args.seed}", f"roles.seed={args.seed}", "run.progress=false"])
+    plan["defenses"] = []  # the undefended target only: the engine's first stage trains no DDPM then
+    prep = prepare(plan, log=lambda *a: None, timings={})
+    x, y, split = prep.x, prep.y, prep.split
+    recipe = reference_recipe(plan, prep.nb_classes, x, y, split)  # the target's own recipe
+    released = undefended_releases(prep.model, x, split)
+    universe = attacker_universe(split, 2 * len(split.members))
     print("| references | training (s) | LiRA online global | LiRA online per-example | LiRA offline | RMIA online | "
           "RMIA offline | best LiRA TPR@1%FPR |")
     print("|---|---|---|---|---|---|---|---|")
     for count in sorted(args.counts):
         start = time.perf_counter()
-        refs = train_references(recipe, x[universe], y[universe], count, seed=s.seed + 1, progress=False)
+        refs = train_references(recipe, x[universe], y[universe], count, seed=args.seed + 1, progress=False)
         seconds = time.perf_counter() - start
         results = {r.attack: r for r in reference_attacks(released, y, split, undefended_view(refs, x, universe),
-                                                          seed=s.seed)}
+                                                          seed=args.seed)}
 
         def cell(name):
             r = results[name]

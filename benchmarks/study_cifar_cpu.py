@@ -32,8 +32,9 @@ from diffence_plugin.evaluation.metrics import accuracy
 from diffence_plugin.evaluation.protocol import membership_split
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.report import format_change, machine
-from diffence_plugin.evaluation.runner import (attacker_universe, compare_to, evaluate_defense, release_all,
-                                               roles_of, undefended_releases, undefended_view)
+from diffence_plugin.evaluation.attacker import attacker_universe, undefended_view
+from diffence_plugin.evaluation.attacks import compare_to, evaluate_defense
+from diffence_plugin.evaluation.releases import release_all, roles_of, undefended_releases
 from diffence_plugin.randomness import experiment_seed
 from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
 from diffence_plugin.select import label_matches

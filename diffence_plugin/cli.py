@@ -1,4 +1,4 @@
-"""Command line: ``diffence demo | evaluate | train-diffusion | train-target | reproduce``.
+"""Command line: ``diffence demo | evaluate | train-diffusion | train-target | reproduce | plugins``.
 
 Every argument is validated before any work starts. Exit codes: 0 success, 2 usage errors (a bad argument,
 a refused output folder), 1 anything else (bad data, a failed run, Ctrl-C). Output folders must be empty
@@ -39,16 +39,6 @@ def _positive(**values: float) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
-def _check_out(path: str, overwrite: bool) -> Path:
-    """The output folder, refused now if it is a file or non-empty without ``--overwrite`` (made by the run)."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"output folder {str(out)!r} is not empty; pass --overwrite to replace its contents")
-    return out
-
-
 def _plan(load, *arguments, overrides: list[str]):
     """A resolved plan from ``load`` (``load_plan`` or ``load_preset``); its errors are usage errors."""
     from .evaluation.plan import ConfigError
@@ -66,7 +56,15 @@ def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = Fals
 
         print(describe(plan))
         return 0
-    out = _check_out(plan["run"]["out"], plan["run"]["overwrite"])
+    from .evaluation.stages import claim_folder
+
+    try:
+        mode = claim_folder(plan)  # a non-empty folder: refused, resumed (same plan, unfinished) or cleared
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(plan["run"]["out"])
+    if mode == "resume":
+        print(f"resuming the unfinished run in {out}", file=sys.stderr)
     _set_threads(getattr(args, "threads", None))
     _log_to_stderr()
     from .evaluation.engine import run_plan
@@ -313,6 +311,53 @@ def _reproduce(args: argparse.Namespace) -> int:
     return _run_plan(plan, args)
 
 
+def _options_of(factory) -> str:
+    """A factory's keyword options with their defaults, as ``diffence plugins`` lists them."""
+    import inspect
+
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()) and factory.__name__ == "_diffence":
+        from .config import DiffenceConfig
+
+        params = {**{k: v for k, v in params.items() if v.kind is not v.VAR_KEYWORD},
+                  **inspect.signature(DiffenceConfig).parameters}
+    shown = [f"{name}={p.default!r}" if p.default is not p.empty else name for name, p in params.items()
+             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    return ", ".join(shown) or "none"
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    """What is registered: defenses by stage with their options, and the other names a plan can use."""
+    from .adapters.art_attacks import BLACK_BOX
+    from .data.models import MODELS
+    from .evaluation.plan import DATASETS, PRESET_FOLDER
+    from .plugins import get_attacks, get_defenses, get_executors, get_plugin_manager
+
+    pm = get_plugin_manager()
+    print("plugins loaded: " + ", ".join(sorted(name for name, _ in pm.list_name_plugin())))
+    for stage in ("training", "pre_inference", "post_inference"):
+        print(f"\n{stage.replace('_', '-')} defenses ([[defenses]] name, options):" if stage != "training" else
+              "\ntraining-time defenses ([target.train] defense, options):")
+        for name, entry in sorted(get_defenses(pm).items()):
+            if entry.stage == stage:
+                print(f"  {name}: {_options_of(entry.factory)}")
+    print("\nART attacks ([attacks].art): " + ", ".join(sorted(BLACK_BOX) + ["rule_based", "shadow_models"]))
+    print("zoo models ([target].model): " + ", ".join(sorted(MODELS)))
+    print("datasets ([data].dataset): " + ", ".join(DATASETS))
+    attacks = get_attacks(pm)
+    print("plugin attacks ([attacks].plugins): " + (", ".join(f"{n} ({_options_of(f)})" for n, f in sorted(attacks.items()))
+                                                    or "none installed"))
+    print("executors ([run].executor): " + ", ".join(sorted(get_executors(pm))))
+    print("presets: " + ", ".join(sorted(p.stem for p in PRESET_FOLDER.glob("*.toml"))))
+    return 0
+
+
+def _add_plugins(sub) -> None:
+    plugins = _command(sub, "plugins", "list the loaded plugins, every registered defense with its options, and the "
+                       "names a plan can use", "diffence plugins")
+    plugins.set_defaults(func=_plugins)
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -339,7 +384,13 @@ def _log_to_stderr() -> None:
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, and examples kept as written."""
+    """Defaults in the help (once, and only where there is one), and examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -347,19 +398,21 @@ def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentPar
                           formatter_class=_Help)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffence", formatter_class=_Help,
-                                     description="Diffence: a diffusion-based defense against membership inference, "
-                                                 "with a membership audit (threshold attacks, LiRA, RMIA, ART).",
-                                     epilog="example:\n  diffence demo\n  diffence evaluate examples/audit-digits.toml")
-    parser.add_argument("--version", action="version", version=f"diffence-plugin {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _plan_flags(command: argparse.ArgumentParser, out_help: str) -> None:
+    """The flags every command that runs a plan shares."""
+    command.add_argument("--out", default=None, help=out_help)
+    command.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                         help="override any plan field, e.g. --set run.seed=3 (repeatable; KEY=null removes it)")
+    command.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
+    command.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    command.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty output folder")
+    command.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    demo = _command(sub, "demo", "train, defend and audit a digits classifier on this machine (about 2 min on 2 cores); "
+
+def _add_demo(sub) -> None:
+    demo = _command(sub, "demo", "train, defend and audit a digits classifier on this machine (about 2 min on 2 cores): "
                     "the shipped preset 'demo', with these flags as overrides",
                     "diffence demo --out diffence-demo --seed 1")
-    demo.add_argument("--out", default=None, help="folder for results.json, plots and report.html (the preset's: "
-                                                  "diffence-demo)")
     demo.add_argument("--seed", type=int, default=None, help="the run's and the split's seed (the preset's: 0)")
     demo.add_argument("--ddpm-steps", type=int, default=None, help="DDPM training steps (the preset's: 400)")
     demo.add_argument("-n", type=int, default=None, help="reconstructions per input (the preset's: 50)")
@@ -367,45 +420,41 @@ def build_parser() -> argparse.ArgumentParser:
                       help="noise step T, a multiple of 20; the DDPM then trains on t <= T (the preset's: 100)")
     demo.add_argument("--references", type=int, default=None,
                       help="reference models for LiRA/RMIA, 0: none (the preset's: 8)")
-    demo.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any plan field (repeatable)")
-    demo.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
-    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    demo.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _plan_flags(demo, "folder for results.json, plots and report.html (the preset's: diffence-demo)")
     demo.set_defaults(func=_demo)
 
-    ev = _command(sub, "evaluate", "audit your own model and data from a TOML config (see examples/audit-digits.toml)",
+
+def _add_evaluate(sub) -> None:
+    ev = _command(sub, "evaluate", "audit your own model and data from a TOML plan (see examples/audit-digits.toml)",
                   "diffence evaluate examples/audit-digits.toml --out runs/audit")
-    ev.add_argument("config", help="TOML config, or the config.json a previous run wrote (reruns it exactly)")
-    ev.add_argument("--out", default=None, help="output folder (overrides [run].out)")
-    ev.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                    help="override any config field, e.g. --set run.seed=3 (repeatable)")
-    ev.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
-    ev.add_argument("--executor", choices=("local", "ray"), default=None,
-                    help="where reference models and reconstruction shards run (default: the config's [run].executor, "
+    ev.add_argument("config", help="TOML plan, or the config.json a previous run wrote (reruns it exactly)")
+    ev.add_argument("--executor", default=None,
+                    help="where reference models and reconstruction shards run (default: the plan's [run].executor, "
                          "else local); ray needs the ray extra")
     ev.add_argument("--address", default=None,
                     help="the Ray cluster to join (default: [run].address, else RAY_ADDRESS, else a local instance)")
-    ev.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty output folder")
-    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _plan_flags(ev, "output folder (default: the plan's [run].out)")
     ev.set_defaults(func=_evaluate)
 
+
+def _add_train_diffusion(sub) -> None:
     train = _command(sub, "train-diffusion", "train a DDPM on the defender's images",
                      "diffence train-diffusion --images members.npz --max-timestep 100 --out runs/ddpm")
     train.add_argument("--images", help=".npy/.npz of (S, C, H, W) floats in [0, 1]; default: the 300 digits members "
                                         "that train-target uses (same seed)")
     train.add_argument("--out", required=True, help="folder to save the model (save_pretrained layout)")
-    train.add_argument("--unet", choices=("tiny", "cifar"), default="tiny")
+    train.add_argument("--unet", choices=("tiny", "cifar"), default="tiny", help="the UNet: tiny or the DDPM CIFAR one")
     train.add_argument("--width", type=int, default=32, help="channels of the tiny UNet (16 suffices for 8x8 digits)")
-    train.add_argument("--steps", type=int, default=2000)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--steps", type=int, default=2000, help="training steps")
+    train.add_argument("--batch-size", type=int, default=128, help="images per step")
+    train.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
     train.add_argument("--max-timestep", type=int, default=None,
-                       help="train only on timesteps <= this (Diffence needs <= t)")
-    train.add_argument("--seed", type=int, default=0)
+                       help="train only on timesteps <= this (Diffence needs <= t; default: all 999)")
+    train.add_argument("--seed", type=int, default=0, help="the training's seed")
     train.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     train.add_argument("--max-seconds", type=float, default=None,
-                       help="stop once this much training time is spent (the steps run are reported and saved)")
+                       help="stop once this much training time is spent (the steps run are reported and saved; "
+                            "such a model does not reproduce on another machine)")
     train.add_argument("--checkpoint", help="resumable training checkpoint file")
     train.add_argument("--dual", action="store_true",
                        help="DualMD: train two models on disjoint halves of the images (saved together in --out)")
@@ -416,9 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distill", metavar="DUAL_FOLDER",
                        help="DistillMD: train a student on the same images from the teachers of a --dual folder")
     train.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=_train_diffusion)
 
+
+def _add_train_target(sub) -> None:
     target = _command(sub, "train-target", "train a target classifier, optionally with a training-time defense",
                       "diffence train-target --defense relaxloss --option alpha=0.5 --out runs/relaxloss")
     target.add_argument("--defense", default="none", help="none, dpsgd, relaxloss, hamp, selena, advreg or a plugin's")
@@ -426,51 +477,56 @@ def build_parser() -> argparse.ArgumentParser:
                         help="digits: sklearn's, 300 members (the demo's split); others: --data FOLDER, the paper's "
                              "split, tested on the test set")
     target.add_argument("--data", help="folder with the dataset's files (not for digits)")
-    target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default 25,000)")
+    target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default: 25,000)")
     target.add_argument("--model", default="digits_mlp", help="digits_mlp, digits_cnn, cifar_cnn, resnet18 or densenet121")
-    target.add_argument("--epochs", type=int, default=100)
-    target.add_argument("--batch-size", type=int, default=64)
-    target.add_argument("--lr", type=float, default=1e-3)
+    target.add_argument("--epochs", type=int, default=100, help="training epochs")
+    target.add_argument("--batch-size", type=int, default=64, help="records per step")
+    target.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     target.add_argument("--epsilon", type=float, default=8.0, help="DP-SGD target epsilon")
-    target.add_argument("--delta", type=float, default=None, help="DP-SGD delta (default 1 / (2 * members))")
+    target.add_argument("--delta", type=float, default=None, help="DP-SGD delta (default: 1 / (2 * members))")
     target.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="defense option, e.g. --option alpha=0.5 (repeatable)")
-    target.add_argument("--seed", type=int, default=0)
+    target.add_argument("--seed", type=int, default=0, help="the split's and the training's seed")
     target.add_argument("--out", required=True, help="folder for model.safetensors and target.json")
     target.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
-    target.add_argument("--no-progress", action="store_true")
+    target.add_argument("--no-progress", action="store_true", help="no progress bars")
     target.set_defaults(func=_train_target)
 
+
+def _add_reproduce(sub) -> None:
     rep = _command(sub, "reproduce", "the paper's CIFAR experiment with the full audit: --preset gpu (ResNet-18, 25,000 "
                    "members, one GPU) or --preset cpu (a small CNN, 5,000 members, 2 CPU cores)",
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
-    rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"))
+    rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"), help="the dataset")
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
     rep.add_argument("--preset", choices=("gpu", "cpu"), default="gpu",
-                     help="sizes: gpu (the paper's) or cpu; both are recipes.reproduce.PRESETS")
-    rep.add_argument("--members", type=int, default=None, help="target training records (default: the preset's)")
-    rep.add_argument("--calibration", type=int, default=None, help="defender's known members and non-members each")
-    rep.add_argument("--attacker", type=int, default=None, help="attacker's known members and non-members each")
-    rep.add_argument("--evaluation", type=int, default=None, help="held-out members and non-members each")
-    rep.add_argument("--epochs", type=int, default=None, help="target training epochs")
-    rep.add_argument("--ddpm-steps", type=int, default=None,
-                     help="DDPM training steps, the defender's and the attacker's (default: the preset's)")
+                     help="the plan: presets/cifar10-gpu.toml (the paper's sizes) or presets/cifar10-cpu.toml")
+    for flag, what in (("members", "target training records"), ("calibration", "defender's known members and "
+                       "non-members each"), ("attacker", "attacker's known members and non-members each"),
+                       ("evaluation", "held-out members and non-members each"), ("epochs", "target training epochs"),
+                       ("ddpm-steps", "DDPM training steps, the defender's and the attacker's")):
+        rep.add_argument(f"--{flag}", type=int, default=None, help=f"{what} (default: the preset's)")
     rep.add_argument("--ddpm-seconds", type=float, default=None,
                      help="an optional DDPM time budget; a run it stops does not reproduce on another machine")
-    rep.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     rep.add_argument("--defense-seeds", type=int, default=None,
-                     help="defense seeds to measure the Diffence rows with (default 1; each further one "
+                     help="defense seeds to measure the Diffence rows with (default: 1; each further one "
                           "reconstructs, calibrates and is attacked again: about one more reconstruction phase)")
     rep.add_argument("--t-choices", type=int, nargs="+", default=None, metavar="T",
-                     help="noise steps calibration chooses among (cpu preset: 40 60 100; dropping 100 saves "
-                          "about a fifth of the time and protects less, see docs/results.md)")
+                     help="noise steps calibration chooses among (default: the preset's; cpu: 40 60 100)")
     rep.add_argument("--seed", type=int, default=None, help="the run's and the split's seed (the preset's: 0)")
-    rep.add_argument("--out", default=None, help="output folder (the preset's: runs/reproduce-cpu or runs/reproduce)")
-    rep.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any plan field (repeatable)")
-    rep.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
-    rep.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder")
-    rep.add_argument("--no-progress", action="store_true")
+    _plan_flags(rep, "output folder (the preset's: runs/reproduce-cpu or runs/reproduce)")
     rep.set_defaults(func=_reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffence", formatter_class=_Help,
+                                     description="Diffence: a diffusion-based defense against membership inference, "
+                                                 "with a membership audit (threshold attacks, LiRA, RMIA, ART).",
+                                     epilog="example:\n  diffence demo\n  diffence evaluate examples/audit-digits.toml")
+    parser.add_argument("--version", action="version", version=f"diffence-plugin {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_evaluate, _add_train_diffusion, _add_train_target, _add_reproduce, _add_plugins):
+        add(sub)
     return parser
 
 

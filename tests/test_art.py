@@ -161,7 +161,7 @@ def test_shadow_models_attack_runs_against_the_wrapper(setup):
 def test_shadow_models_answer_through_the_attackers_diffence(setup, scenario):
     """Defense-aware shadows: every shadow answer is the attacker's Diffence release on that shadow (labels kept,
     probabilities changed), calibrated on that shadow's own training records for scenarios 1 and 2."""
-    from diffence_plugin.evaluation.runner import ShadowDiffence
+    from diffence_plugin.evaluation.attacker import ShadowDiffence
 
     x, y, split, _, defense, target = setup
     rest = np.setdiff1d(np.arange(len(x)), split.members)[200:240]

@@ -63,7 +63,7 @@ def test_tiny_audit_runs_and_reruns_from_its_own_record(trained):
     assert rows[1]["spread"]["best_auc"]["draws"] == 2
     record = json.loads((first.out / "config.json").read_text())
     assert (first.out / "report.html").is_file() and record["run"]["overwrite"] is False
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="holds a finished run"):
         run_audit(resolve(record, trained), log=lambda *a: None)  # the same folder is refused, not replaced
     record["run"]["out"] = str(trained / "audit-again")
     again = run_audit(resolve(record, trained), log=lambda *a: None)

@@ -154,3 +154,86 @@ def test_dry_run_prints_the_work_and_writes_nothing(tmp_path, capsys):
     assert "- Diffence n=50, t=100, k=20: 750 inputs x 50 reconstructions" in printed
     assert "- target: train digits_mlp for 60 epochs on 300 members" in printed
     assert not out.exists()
+
+
+def test_a_stopped_run_resumes_without_retraining_and_gives_the_same_rows(demo_twice, tmp_path, monkeypatch):
+    """Stopped in the attack stage, then started again with the same plan: the target, both DDPMs and the
+    reference models are loaded from the run folder (no training call at all), and the rows are the same."""
+    import diffence_plugin.defenses.training as training
+    import diffence_plugin.diffusion as diffusion
+    import diffence_plugin.evaluation.engine as engine
+
+    out = tmp_path / "stopped"
+    plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(out))}"])
+    attack = engine.attack
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "attack", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(plan, log=lambda *a: None)
+    monkeypatch.setattr(engine, "attack", attack)
+    assert (out / "config.json").is_file() and not (out / "results.json").exists()
+    calls = {"target": 0, "ddpm": 0}
+    train_target, train_diffusion = training.train_target, diffusion.train_diffusion
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(training, "train_target", counted("target", train_target))
+    monkeypatch.setattr(diffusion, "train_diffusion", counted("ddpm", train_diffusion))
+    again = run_plan(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(out))}"]), log=lambda *a: None)
+    assert calls == {"target": 0, "ddpm": 0}
+    assert again.results["rows"] == demo_twice[0].results["rows"]
+    assert again.results["training"]["target"]["resumed"] is True
+
+
+def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, tmp_path):
+    from diffence_plugin.evaluation.stages import claim_folder
+
+    finished = demo_twice[0].out
+    plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(finished))}"])
+    with pytest.raises(FileExistsError, match="holds a finished run"):
+        claim_folder(plan)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a run of diffence"):
+        claim_folder(load_preset("demo", [f"run.out={json.dumps(str(other))}"]))
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((finished / "config.json").read_text())
+    with pytest.raises(FileExistsError, match="unfinished run of another plan"):
+        claim_folder(load_preset("demo", DEMO_TOY + ["run.seed=5", f"run.out={json.dumps(str(unfinished))}"]))
+    assert claim_folder(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(unfinished))}"])) == "resume"
+    # --overwrite clears the folder before anything is written: no old results beside a new record
+    assert main(["demo", "--out", str(other), "--overwrite", "--dry-run"]) == 0
+    assert (other / "notes.txt").is_file()  # a dry run touches nothing
+    assert main(["demo", "--out", str(finished), "--no-progress"]) == 2  # refused, names the finished run
+
+
+def test_every_plan_field_is_read_by_the_engine():
+    """No dead keys: each key of the schema is read by a stage (prepare, engine, stages), not only validated."""
+    from diffence_plugin.evaluation.plan import SECTIONS
+
+    package = ROOT / "diffence_plugin" / "evaluation"
+    source = "".join((package / f"{name}.py").read_text() for name in ("prepare", "engine", "stages"))
+    unread = [f"[{section}].{key}" for section, fields in SECTIONS.items() for key in fields
+              if f'"{key}"' not in source]
+    assert not unread, f"plan keys no stage reads: {unread}"
+
+
+def test_a_diffusion_model_for_other_images_is_refused_before_any_work(tmp_path, capsys):
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32))
+    assert main(["train-diffusion", "--images", str(tmp_path / "images.npy"), "--steps", "1", "--batch-size", "4",
+                 "--width", "8", "--out", str(tmp_path / "ddpm16"), "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    assert main(["demo", "--out", str(out), "--no-progress",
+                 "--set", f"defenses.scenario_1.path={json.dumps(str(tmp_path / 'ddpm16'))}"]) == 2
+    assert "is for 1x16px images, the data are 1x8px" in capsys.readouterr().err
+    assert not out.exists()

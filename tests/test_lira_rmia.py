@@ -194,7 +194,7 @@ def test_reference_models_are_cached_and_a_damaged_entry_is_retrained(tmp_path, 
 def test_an_attack_is_scored_on_all_its_records_at_once():
     """LiRA's global variance pools over the candidates scored together; members and non-members scored
     in separate calls would each get their own variance and incomparable scores (a bug this guards)."""
-    from diffence_plugin.evaluation.runner import Sets, scored_attack
+    from diffence_plugin.evaluation.attacks import Sets, scored_attack
 
     rng = np.random.default_rng(0)
     records = rng.permutation(600)

@@ -131,3 +131,30 @@ def test_from_names_errors_are_named(monkeypatch, classifier):
         DefensePipeline.from_names("diffence", classifier=classifier)
     with pytest.raises(TypeError, match="defend"):
         DefensePipeline(classifier, pre=[object()])
+
+
+def test_a_plugins_attack_and_executor_are_looked_up_by_name(monkeypatch, tmp_path):
+    """An attack registered through ``diffence_register_attacks`` appears in every row of an audit, scored
+    under the audit's protocol; executors come from the registry too (local, and ray from its adapter)."""
+    import json
+
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import ConfigError, load_preset
+    from diffence_plugin.plugins import get_attacks, get_executors, manager
+
+    assert {"local", "ray"} <= set(get_executors())
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS + ("tests.attack_plugin",))
+    assert "max_probability" in get_attacks()
+    toy = ["members.count=100", "roles.defender=10", "roles.attacker=10", "roles.evaluation=30",
+           "roles.population=20", "target.train.epochs=3", "diffusion.steps=5", "diffence.n=2",
+           "attacks.references=0", "attacks.art=[]", "attacks.selection_draws=0", "run.bootstrap=20",
+           'attacks.plugins=["max_probability"]', "run.progress=false", f"run.out={json.dumps(str(tmp_path / 'a'))}"]
+    plan = load_preset("demo", toy)
+    plan["defenses"] = plan["defenses"][:1]
+    rows = run_plan(plan, log=lambda *a: None).results["rows"]
+    for row in rows:
+        hit = [a for a in row["attacks"] if a["attack"] == "max_probability"]
+        assert hit and 0.0 <= hit[0]["auc"] <= 1.0 and hit[0]["selection_auc"] is not None
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS[:2])
+    with pytest.raises(ConfigError, match="no plugin registers an attack 'max_probability'"):
+        load_preset("demo", ['attacks.plugins=["max_probability"]'])

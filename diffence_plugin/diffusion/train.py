@@ -83,16 +83,7 @@ def train_diffusion(
     """
     x = as_image_batch(images, "images")
     scheduler = default_scheduler()
-    top = scheduler.config.num_train_timesteps - 1
-    if max_timestep is None:
-        max_timestep = top
-    if not 0 <= max_timestep <= top:
-        raise ValueError(f"max_timestep must lie in [0, {top}], got {max_timestep}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
-    if steps < 0 or batch_size < 1 or checkpoint_every < 1:
-        raise ValueError(f"steps must be >= 0, batch_size and checkpoint_every >= 1; got {steps}, {batch_size}, "
-                         f"{checkpoint_every}")
+    max_timestep = _check(scheduler, max_timestep, ema_decay, steps, batch_size, checkpoint_every)
     unet_config = dict(unet_config or tiny_unet_config(x.shape[-1], x.shape[1]))
     settings = dict(unet_config=unet_config, batch_size=batch_size, lr=lr, max_timestep=max_timestep,
                     ema_decay=ema_decay, seed=seed, images=list(x.shape),
@@ -107,17 +98,7 @@ def train_diffusion(
     ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=EMA_POWER)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
-    step = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        saved = json.loads(state["settings"])
-        if saved != json.loads(json.dumps(settings)):
-            raise ValueError(f"checkpoint {str(checkpoint)!r} was made with other settings: {saved}")
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        step = int(state["step"])
+    step = _resume(checkpoint, device, settings, unet, ema, optimizer, gen)
     started = step
     data = x.to(device) * 2 - 1
     alphas = scheduler.alphas_cumprod.to(device)
@@ -131,23 +112,10 @@ def train_diffusion(
 
     bar = tqdm(total=steps, initial=min(step, steps), desc="ddpm", unit="step", disable=None if progress else True, leave=False)
     while step < steps and (max_seconds is None or time.perf_counter() - began < max_seconds):
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
-        t = torch.randint(0, max_timestep + 1, (batch_size,), generator=gen).to(device)
-        noise = torch.randn((batch_size, *data.shape[1:]), generator=gen).to(device)
-        abar = alphas[t].view(-1, 1, 1, 1)
-        noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
-        goal = noise if targets is None else targets(noisy, t, idx)
-        with torch.autocast(device_type=torch.device(device).type, dtype=autocast, enabled=autocast is not None):
-            prediction = unet(noisy, t).sample
-        loss = F.mse_loss(prediction.float(), goal)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        ema.step(unet.parameters())
+        loss = _step(unet, ema, optimizer, data, alphas, gen, batch_size, max_timestep, device, autocast, targets)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         if checkpoint is not None and (step % checkpoint_every == 0 or step == steps):
             save()
     bar.close()
@@ -164,6 +132,57 @@ def train_diffusion(
     reconstructor.training = dict(steps=step, steps_this_run=done, seconds_this_run=round(seconds, 2),
                                   stopped=stopped, max_steps=steps, max_seconds=max_seconds, **settings)
     return reconstructor
+
+
+def _check(scheduler, max_timestep: int | None, ema_decay: float, steps: int, batch_size: int,
+           checkpoint_every: int) -> int:
+    """The training timesteps' upper bound (default: all), after checking every numeric argument."""
+    top = scheduler.config.num_train_timesteps - 1
+    if max_timestep is None:
+        max_timestep = top
+    if not 0 <= max_timestep <= top:
+        raise ValueError(f"max_timestep must lie in [0, {top}], got {max_timestep}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+    if steps < 0 or batch_size < 1 or checkpoint_every < 1:
+        raise ValueError(f"steps must be >= 0, batch_size and checkpoint_every >= 1; got {steps}, {batch_size}, "
+                         f"{checkpoint_every}")
+    return max_timestep
+
+
+def _resume(checkpoint, device, settings: dict, unet, ema, optimizer, gen: torch.Generator) -> int:
+    """The step a checkpoint reached, its state loaded into the training objects (0 without one)."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return 0
+    state = torch.load(checkpoint, map_location=device, weights_only=True)
+    saved = json.loads(state["settings"])
+    if saved != json.loads(json.dumps(settings)):
+        raise ValueError(f"checkpoint {str(checkpoint)!r} was made with other settings: {saved}")
+    unet.load_state_dict(state["unet"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    return int(state["step"])
+
+
+def _step(unet, ema, optimizer, data: torch.Tensor, alphas: torch.Tensor, gen: torch.Generator, batch_size: int,
+          max_timestep: int, device, autocast, targets) -> float:
+    """One optimiser step of the epsilon loss on a random batch and timesteps; returns the loss."""
+    idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
+    t = torch.randint(0, max_timestep + 1, (batch_size,), generator=gen).to(device)
+    noise = torch.randn((batch_size, *data.shape[1:]), generator=gen).to(device)
+    abar = alphas[t].view(-1, 1, 1, 1)
+    noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
+    goal = noise if targets is None else targets(noisy, t, idx)
+    with torch.autocast(device_type=torch.device(device).type, dtype=autocast, enabled=autocast is not None):
+        prediction = unet(noisy, t).sample
+    loss = F.mse_loss(prediction.float(), goal)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    ema.step(unet.parameters())
+    return loss.item()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:

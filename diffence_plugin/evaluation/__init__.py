@@ -1,5 +1,5 @@
-"""Evaluation wing: the audit engine, the membership protocol, metrics with confidence intervals, attacks,
-reports and the runner.
+"""Evaluation wing: the audit engine, the membership protocol, metrics with confidence intervals, attacks
+and reports.
 
 - ``plan``, ``plan_checks``: a run's validated plan (what ``diffence evaluate`` reads; the presets);
 - ``prepare``, ``engine``: the engine's stages and ``run_plan``, behind ``demo``, ``evaluate`` and ``reproduce``;
@@ -8,7 +8,9 @@ reports and the runner.
 - ``metrics``: AUC, accuracy, TPR at low FPR with bootstrap intervals; the attacker's choice of best attack;
 - ``threshold``: Song & Mittal's threshold attacks with per-class thresholds;
 - ``lira``, ``rmia``: the reference-model attacks; ``references``: training and caching reference models;
-- ``runner``: every attack against every defense; ``report``: tables, plots and the HTML report.
+- ``releases``: what each defense releases; ``attacker``: the attacker's reference answers and its copies of
+  the defenses; ``attacks``: every attack on one release (``evaluate_defense``); ``report``: tables, plots
+  and the HTML report.
 """
 
 from .lira import LiRA, logit_confidence

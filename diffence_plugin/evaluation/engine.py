@@ -10,7 +10,7 @@ presets); benchmarks and examples call ``run_plan`` or its stages. The stages, e
 3. arm the attacker: reference models trained like the target, and for every defense the attacker's copy
    of it (``attacker_view``): Diffence on the attacker's own DDPM with the same public settings, a
    post-inference stage rebuilt and fitted on the attacker's own records, a pipeline stage by stage.
-4. attack: the threshold attacks, LiRA, RMIA and ART's attacks on every release (``runner.evaluate_defense``),
+4. attack: the threshold attacks, LiRA, RMIA and ART's attacks on every release (``attacks.evaluate_defense``),
    the attacker's choice made on its own records, changes with paired intervals, selection-draw spread and,
    with ``[attacks].defense_seeds``, the spread over further defense seeds.
 5. write: ``results.json`` (the shareable plan, metrics, timings, machine), plots and ``report.html``.
@@ -32,9 +32,11 @@ from ..progress import logger, phase
 from .plan import ConfigError, shareable
 from .prepare import (Prepared, build_split, check_target, load_data, load_target, nb_classes_of, placement,
                       reference_recipe, train_ddpm, training_recipe, unet_config)
-from .runner import (AttackerView, ShadowDiffence, attacker_universe, compare_to, diffence_view, evaluate_defense,
-                     hflip, labels_kept, post_view, reference_candidates, release_all, roles_of, selection_spread,
-                     shadow_pool, undefended_releases, undefended_view)
+from .stages import Stages, claim_folder, make_folder, stage_key
+from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence_view, post_view,
+                       reference_candidates, shadow_pool, undefended_view)
+from .attacks import compare_to, evaluate_defense, selection_spread
+from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
 RESULTS_FORMAT = "diffence-results-v1"
 
@@ -78,29 +80,76 @@ class Armed:
 
 # ---- stage 1 -----------------------------------------------------------------------------------------------
 
-def prepare(plan: dict, log: Callable[[str], None], timings: dict) -> Prepared:
-    """Data, roles, target and the defender's DDPM; every data check runs before any training."""
+@dataclass
+class Inputs:
+    """The data and roles of a plan, read and checked (and the target, when it is loaded), before any training."""
+
+    x: np.ndarray
+    y: np.ndarray
+    test: tuple[np.ndarray, np.ndarray] | None
+    split: Any
+    nb_classes: int
+    model: torch.nn.Module | None
+
+
+def read_inputs(plan: dict) -> Inputs:
+    """Every check of the data against the plan: shape, labels, classes, members, a loaded target's fit."""
     x, y, test = load_data(plan)
     split = build_split(plan, len(x))
     nb_classes = nb_classes_of(plan, y)
-    target, progress = plan["target"], plan["run"]["progress"]
-    if "weights" in target:
+    check_ddpm_sizes(plan, x)
+    model = None
+    if "weights" in plan["target"]:
         model = load_target(plan, x, nb_classes)
-        training = {}
-    else:
+        check_target(model, x, nb_classes)
+    return Inputs(x=x, y=y, test=test, split=split, nb_classes=nb_classes, model=model)
+
+
+def check_ddpm_sizes(plan: dict, x: np.ndarray) -> None:
+    """Every saved diffusion model the plan names reconstructs images of the data's channels and size."""
+    folders = {"[diffusion].path": plan["diffusion"].get("path")}
+    folders |= {f"[[defenses]] {d['label']!r} path": d["options"]["diffence"].get("path")
+                for d in plan["defenses"] if "diffence" in d["options"]}
+    for where, folder in folders.items():
+        if folder is None:
+            continue
+        configs = sorted(Path(folder).glob("**/unet/config.json"))
+        for config in configs:
+            try:
+                unet = json.loads(config.read_text())
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {str(config)!r} is not valid JSON ({exc})") from exc
+            size, channels = unet.get("sample_size"), unet.get("in_channels")
+            if (channels, size) != (x.shape[1], x.shape[-1]):
+                raise ConfigError(f"{where}: the diffusion model in {folder!r} is for {channels}x{size}px images, "
+                                  f"the data are {x.shape[1]}x{x.shape[-1]}px")
+
+
+def prepare(plan: dict, log: Callable[[str], None], timings: dict, inputs: Inputs | None = None,
+            stages: Stages | None = None) -> Prepared:
+    """Stage 1: data, roles, the target and the defender's DDPM (each trained model kept in ``stages``)."""
+    inputs = inputs or read_inputs(plan)
+    x, y, split, nb_classes, model = inputs.x, inputs.y, inputs.split, inputs.nb_classes, inputs.model
+    stages = stages or Stages(None)
+    training = {}
+    if model is None:
+        target = plan["target"]
         recipe = training_recipe(plan, {"model": target["model"], **target["train"]}, nb_classes, x.shape[1],
                                  reference=(x[split.defender_nonmembers], y[split.defender_nonmembers]))
         with phase(f"[1/6] training the target ({target['model']}) on {len(split.members)} members", timings,
                    "target_s", log):
-            model, metrics = recipe.train_with_metrics(x[split.members], y[split.members], plan["run"]["seed"])
+            model, metrics = stages.model(
+                "target", stage_key(recipe=recipe.key, members=split.members.tolist(), seed=plan["run"]["seed"]),
+                recipe.build, lambda: recipe.train_with_metrics(x[split.members], y[split.members], plan["run"]["seed"]))
         model = model.eval()
+        check_target(model, x, nb_classes)
         training = {"target": {"recipe": recipe.key, **metrics}}
-    check_target(model, x, nb_classes)
-    prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=test, training=training, log=log)
+    prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=inputs.test, training=training,
+                    log=log)
     prep.target_accuracy = _accuracies(prep)
-    log(f"      target accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in prep.target_accuracy.items()))
+    log("      target accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in prep.target_accuracy.items()))
     if _needs_defender_ddpm(plan):
-        prep.reconstructor = _defender_ddpm(plan, prep, log, timings, progress)
+        prep.reconstructor = _defender_ddpm(plan, prep, log, timings, plan["run"]["progress"], stages)
     return prep
 
 
@@ -119,7 +168,7 @@ def _needs_defender_ddpm(plan: dict) -> bool:
     return any("diffence" in d["name"] and "path" not in d["options"]["diffence"] for d in plan["defenses"])
 
 
-def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: bool):
+def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: bool, stages: Stages):
     from ..reconstruct import Reconstructor
 
     d = plan["diffusion"]
@@ -132,8 +181,12 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
     budget = f", at most {d['seconds']:.0f} s" if d.get("seconds") else ""
     with phase(f"[2/6] training the DDPM on the same members ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
                timings, "ddpm_s", log):
-        ddpm = train_ddpm(plan, prep.x[prep.split.members], unet_config(plan, prep.x), plan["run"]["seed"],
-                          d["steps"], d["max_timestep"], progress)
+        config = unet_config(plan, prep.x)
+        key = stage_key(diffusion=d, unet=config, members=prep.split.members.tolist(), seed=plan["run"]["seed"],
+                        device=placement(plan))
+        ddpm = stages.ddpm("defender-ddpm", key, lambda: train_ddpm(plan, prep.x[prep.split.members], config,
+                                                                     plan["run"]["seed"], d["steps"], d["max_timestep"],
+                                                                     progress), placement(plan)["device"])
     log(f"      {ddpm.training['steps']} DDPM steps ({ddpm.training['stopped']})")
     prep.training["defender_ddpm"] = ddpm.training
     return ddpm
@@ -327,9 +380,10 @@ class AttackerDiffence:
     """The attacker's own copies of Diffence: one DDPM per UNet architecture and public setting, trained on its
     pool, and its reconstructions of its universe (per query) and of ART's shadow records, made once."""
 
-    def __init__(self, plan: dict, prep: Prepared, universe: np.ndarray, queries: dict, refs, log, armed) -> None:
+    def __init__(self, plan: dict, prep: Prepared, universe: np.ndarray, queries: dict, refs, log, armed,
+                 stages: Stages | None = None) -> None:
         self.plan, self.prep, self.universe, self.queries, self.refs = plan, prep, universe, queries, refs
-        self.log, self.armed, self.cache = log, armed, {}
+        self.log, self.armed, self.cache, self.stages = log, armed, {}, stages or Stages(None)
 
     def get(self, defense) -> dict:
         """{"mine": Diffence, "images": q -> recon, "refs": q -> reference candidates, "pool": recon | None}."""
@@ -345,7 +399,11 @@ class AttackerDiffence:
             pool = prep.split.attacker_pool[: attacks.get("attacker_ddpm_records") or None]
             limit = (defense.reconstructor.training or {}).get("max_timestep") or c.t
             self.log(f"      the attacker's own DDPM: {steps} steps on {len(pool)} records of its pool, t <= {limit}")
-            ddpm = train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit, run["progress"])
+            stage = stage_key(diffusion=plan["diffusion"], unet=unet, steps=steps, limit=limit, pool=pool.tolist(),
+                              seed=run["seed"] + 1, device=placement(plan))
+            ddpm = self.stages.ddpm(f"attacker-ddpm-{stage}", stage,
+                                    lambda: train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit,
+                                                       run["progress"]), placement(plan)["device"])
             self.armed.training.setdefault("attacker_ddpm", ddpm.training)
             mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(run["seed"] + 1)}, progress=run["progress"],
                             autocast=defense.autocast)
@@ -394,7 +452,7 @@ def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log
         recipe = reference_recipe(plan, prep.nb_classes, x, y, split)
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=plan["run"]["seed"] + 1,
                                 cache=out / "reference-cache", progress=plan["run"]["progress"], executor=executor)
-        copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed)
+        copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed, Stages(out))
         for q, xq in defended.queries.items():
             plain = undefended_view(refs, xq, universe)
             armed.views[q] = {"undefended": plain}
@@ -418,9 +476,13 @@ class Attacks:
     def __init__(self, plan: dict, prep: Prepared, armed: Armed) -> None:
         from ..adapters import art_attacks
 
+        from ..plugins import get_attacks
+
         self.plan, self.prep, self.armed = plan, prep, armed
         self.target = (art_attacks.probability_classifier(prep.model, tuple(prep.x.shape[1:]), prep.nb_classes)
                        if plan["attacks"]["art"] else None)
+        registry = get_attacks() if plan["attacks"]["plugins"] else {}
+        self.plugins = {name: registry[name]() for name in plan["attacks"]["plugins"]}
 
     def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None):
         """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals."""
@@ -437,7 +499,8 @@ class Attacks:
         if flipped is not None and view is not None:
             flip = (flipped, self.armed.views["flip"][label])
         return evaluate_defense(label, released, prep.x, prep.y, prep.split, view=view, flipped=flip, art=art,
-                                kept=kept, seed=run["seed"], bootstrap=run["bootstrap"], threshold=attacks["threshold"])
+                                kept=kept, seed=run["seed"], bootstrap=run["bootstrap"], threshold=attacks["threshold"],
+                                plugins=self.plugins)
 
 
 def attack(plan: dict, prep: Prepared, defended: Defended, armed: Armed, log, timings: dict) -> list:
@@ -568,13 +631,14 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
 
     start, log, timings, run = time.perf_counter(), log or logger.info, {}, plan["run"]
     out = Path(run["out"])
-    if out.exists() and any(out.iterdir()) and not run["overwrite"]:
-        raise FileExistsError(f"output folder {str(out)!r} is not empty; set [run].overwrite = true or pass "
-                              "--overwrite")
+    mode = claim_folder(plan)  # refuses a folder it must not touch; adopts a resumed run's secret seeds
     torch.manual_seed(run["seed"])
-    prep = prepare(plan, log, timings)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = read_inputs(plan)  # every check of the data, before the folder is made or anything trained
+    make_folder(out, mode)
+    if mode == "resume":
+        log(f"resuming the unfinished run in {out}: its trained models are reused")
     write_record(plan, out)
+    prep = prepare(plan, log, timings, inputs, Stages(out))
     threads = run["threads"] or torch.get_num_threads()
     executor = executor or get_executor(run["executor"], address=run["address"] or None, threads=threads,
                                         progress=run["progress"])

@@ -1,6 +1,8 @@
 """Where the audit's independent tasks run: training one reference model, reconstructing and classifying one
 shard of inputs. ``LocalExecutor`` runs them in this process, one after another; the Ray backend
-(``diffence_plugin.adapters.ray_executor``, the ``ray`` extra) runs the same tasks on a Ray cluster.
+(``diffence_plugin.adapters.ray_executor``, the ``ray`` extra) runs the same tasks on a Ray cluster. Executors
+are looked up by name in the plugin registry (``diffence_register_executors``), so this module never imports
+the adapters.
 
 Every task derives its randomness from the run's seed and its own index, never from scheduling order, and
 runs with the same number of torch threads on every backend, so the results are bit-identical wherever
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-EXECUTORS = ("local", "ray")
 
 
 class Executor(Protocol):
@@ -70,15 +71,16 @@ class LocalExecutor:
 
 def get_executor(name: str = "local", *, address: str | None = None, threads: int = 1,
                  progress: bool = True) -> Executor:
-    """An executor by name: "local", or "ray" (connects to ``address``, else ``RAY_ADDRESS``, else starts a
-    local Ray instance)."""
-    if name == "local":
-        return LocalExecutor(threads=threads, progress=progress)
-    if name == "ray":
-        from ..adapters.ray_executor import RayExecutor
+    """An executor by its registered name (``diffence_register_executors``): "local", "ray" (connects to
+    ``address``, else ``RAY_ADDRESS``, else starts a local Ray instance), or a plugin's."""
+    from ..plugins import get_executors
 
-        return RayExecutor(address=address or os.environ.get("RAY_ADDRESS"), threads=threads)
-    raise ValueError(f"unknown executor {name!r}; choose from {EXECUTORS}")
+    registry = get_executors()
+    if name not in registry:
+        raise ValueError(f"unknown executor {name!r}; choose from {sorted(registry)}")
+    if name == "ray":
+        address = address or os.environ.get("RAY_ADDRESS")
+    return registry[name](address=address, threads=threads, progress=progress)
 
 
 def shards(total: int, size: int) -> list[tuple[int, int]]:

@@ -29,7 +29,7 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``reference_recipe`` (default: the target's training recipe), ``aware`` (the attacker copies each
   defense), ``augment`` (flipped queries), ``attacker_ddpm_steps`` (default: the defender's),
   ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all), ``selection_draws``,
-  ``defense_seeds``.
+  ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch``, ``device`` ("auto", "cpu", "cuda"), ``defense_seed``
   ("secret": drawn with ``secrets`` and recorded; "derived": from ``[run].seed``, public, for published
@@ -53,7 +53,7 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
                   "seconds": float, "lr": float, "t_choices": list},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
                 "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
-                "defense_seeds": int},
+                "defense_seeds": int, "plugins": list},
     "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
             "address": str, "threads": int, "shard_size": int, "max_batch": int, "device": str, "defense_seed": str},
 }
@@ -65,7 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
                   "t_choices": []},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
-                "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1},
+                "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
             "executor": "local", "address": "", "threads": 0, "shard_size": 256, "max_batch": 1024,
             "device": "cpu", "defense_seed": "secret"},

@@ -172,7 +172,7 @@ def _check_attacks(plan: dict) -> None:
     attacks = plan["attacks"]
     if attacks["references"] and (attacks["references"] < 2 or attacks["references"] % 2):
         raise ConfigError(f"[attacks].references must be 0 or an even number >= 2, got {attacks['references']}")
-    if not (attacks["threshold"] or attacks["references"] or attacks["art"]):
+    if not (attacks["threshold"] or attacks["references"] or attacks["art"] or attacks["plugins"]):
         raise ConfigError("[attacks] runs no attack: set threshold = true, references > 0 or art = [...]")
     if attacks["augment"] and not attacks["references"]:
         raise ConfigError("[attacks].augment adds flipped queries to LiRA, which needs references > 0")
@@ -188,6 +188,13 @@ def _check_attacks(plan: dict) -> None:
         raise ConfigError(f"[attacks].defense_seeds must be >= 1 (the run's own seed), got {attacks['defense_seeds']}")
     if "attacker_ddpm_steps" in attacks and attacks["attacker_ddpm_steps"] < 1:
         raise ConfigError(f"[attacks].attacker_ddpm_steps must be >= 1, got {attacks['attacker_ddpm_steps']}")
+    from ..plugins import get_attacks
+
+    registered = sorted(get_attacks())
+    for name in attacks["plugins"]:
+        if name not in registered:
+            raise ConfigError(f"[attacks].plugins: no plugin registers an attack {name!r}; registered: "
+                              f"{registered or 'none'}")
     from ..adapters.art_attacks import BLACK_BOX
 
     valid_art = sorted(BLACK_BOX) + ["rule_based", "shadow_models"]
@@ -199,10 +206,11 @@ def _check_attacks(plan: dict) -> None:
 def _check_run(run: dict) -> None:
     if run["bootstrap"] < 0:
         raise ConfigError(f"[run].bootstrap must be >= 0, got {run['bootstrap']}")
-    from .executor import EXECUTORS
+    from ..plugins import get_executors
 
-    if run["executor"] not in EXECUTORS:
-        raise ConfigError(f"[run].executor must be one of {list(EXECUTORS)}, got {run['executor']!r}")
+    executors = sorted(get_executors())
+    if run["executor"] not in executors:
+        raise ConfigError(f"[run].executor must be one of {executors}, got {run['executor']!r}")
     for key in ("shard_size", "max_batch"):
         if run[key] < 1:
             raise ConfigError(f"[run].{key} must be >= 1, got {run[key]}")

@@ -23,12 +23,6 @@ def _diffence(reconstructor=None, path=None, calibration=None, **config):
     return defense
 
 
-def _memguard(**options):
-    from ..defenses.memguard import MemGuard
-
-    return MemGuard(**options)
-
-
 @hookimpl
 def diffence_register_training_defenses(register):
     from ..defenses.training import defenses
@@ -42,18 +36,6 @@ def diffence_register_training_defenses(register):
     register("advreg", defenses.AdvReg)
 
 
-def _hamp_output(**options):
-    from ..defenses.hamp_output import HAMPOutput
-
-    return HAMPOutput(**options)
-
-
-def _labels_only():
-    from ..defenses.labels_only import LabelsOnly
-
-    return LabelsOnly()
-
-
 @hookimpl
 def diffence_register_pre_inference(register):
     register("diffence", _diffence)
@@ -61,6 +43,20 @@ def diffence_register_pre_inference(register):
 
 @hookimpl
 def diffence_register_post_inference(register):
-    register("memguard", _memguard)
-    register("hamp_output", _hamp_output)
-    register("labels_only", _labels_only)
+    # the classes themselves: their signatures are the options a plan is checked against
+    from ..defenses import HAMPOutput, LabelsOnly, MemGuard
+
+    register("memguard", MemGuard)
+    register("hamp_output", HAMPOutput)
+    register("labels_only", LabelsOnly)
+
+
+def _local_executor(address=None, threads: int = 1, progress: bool = True):  # address: for remote executors
+    from ..evaluation.executor import LocalExecutor
+
+    return LocalExecutor(threads=threads, progress=progress)
+
+
+@hookimpl
+def diffence_register_executors(register):
+    register("local", _local_executor)

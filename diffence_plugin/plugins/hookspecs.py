@@ -44,6 +44,27 @@ def diffence_register_post_inference(register):
 
 
 @hookspec
+def diffence_register_attacks(register):
+    """Call ``register(name, factory)`` for each membership attack on released vectors.
+
+    ``factory(**options)`` builds an object with ``score(released, labels) -> (S,) membership scores``
+    (higher: member) for (S, K) released probability vectors and (S,) labels. The audit fits its threshold on
+    the attacker's first half of known records, the attacker may choose it on the second half, and it is
+    measured on the evaluation records like every other attack. A plan names it in ``[attacks].plugins``.
+    """
+
+
+@hookspec
+def diffence_register_executors(register):
+    """Call ``register(name, factory)`` for each executor of the audit's independent tasks.
+
+    ``factory(address=None, threads=1, progress=True)`` builds an object with ``name``, ``threads`` and
+    ``map(task, items, *, shared=None, desc="tasks", gpu=False) -> results in item order``
+    (``evaluation.executor.Executor``). A plan names it in ``[run].executor``.
+    """
+
+
+@hookspec
 def diffence_pre_inference(x):
     """Return a replacement for the (B, C, H, W) input batch, or None to leave it unchanged."""
 

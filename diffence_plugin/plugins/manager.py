@@ -14,7 +14,7 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "diffence_plugin"
 LOAD_PLUGINS_ENV = "DIFFENCE_LOAD_PLUGINS"
-DEFAULT_PLUGINS = ("diffence_plugin.plugins.builtin",)
+DEFAULT_PLUGINS = ("diffence_plugin.plugins.builtin", "diffence_plugin.adapters.ray_plugin")
 STAGES = ("training", "pre_inference", "post_inference")
 
 
@@ -69,6 +69,30 @@ def get_defenses(pm: pluggy.PluginManager | None = None) -> dict[str, Registered
     pm.hook.diffence_register_pre_inference(register=registrar("pre_inference"))
     pm.hook.diffence_register_post_inference(register=registrar("post_inference"))
     return found
+
+
+def _registry(hook: pluggy.HookCaller, what: str) -> dict[str, Callable[..., Any]]:
+    found: dict[str, Callable[..., Any]] = {}
+
+    def register(name: str, factory: Callable[..., Any]) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what} names must be non-empty strings, got {name!r}")
+        if name in found:
+            raise ValueError(f"{what} {name!r} registered twice: {found[name]!r} and {factory!r}")
+        found[name] = factory
+
+    hook(register=register)
+    return found
+
+
+def get_attacks(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
+    """Every membership attack a plugin registered (``diffence_register_attacks``), by name."""
+    return _registry((pm or get_plugin_manager()).hook.diffence_register_attacks, "attack")
+
+
+def get_executors(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
+    """Every executor registered (``diffence_register_executors``: local, and ray from its adapter), by name."""
+    return _registry((pm or get_plugin_manager()).hook.diffence_register_executors, "executor")
 
 
 def fold_hook(caller: pluggy.HookCaller, value_name: str, value: Any, **kwargs: Any) -> Any:
