@@ -4,14 +4,12 @@ three drivers it replaced (frozen at toy size in fixtures/engine_equivalence.jso
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from diffence_plugin.cli import main
 from diffence_plugin.evaluation.engine import run_plan
@@ -83,17 +81,12 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
 
 
 def _cifar_files(folder: Path) -> None:
+    """The CIFAR-format files the frozen CPU rows were made with (a fresh generator of seed 0)."""
+    from .test_datasets import write_npz
+
     rng = np.random.default_rng(0)
     for name, n in (("train.npz", 200), ("test.npz", 20)):
-        pics = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-        blobs = []
-        for img in pics:
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="JPEG", quality=95)
-            blobs.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
-        offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
-        np.savez(folder / name, jpeg=np.concatenate(blobs), offsets=offsets,
-                 labels=(np.arange(n) % 10).astype(np.uint8))
+        write_npz(folder / name, rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10)
 
 
 def test_the_cpu_preset_reproduces_the_former_cpu_driver(tmp_path):

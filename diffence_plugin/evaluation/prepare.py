@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..progress import logger
 from .plan import ConfigError
 from .protocol import MembershipSplit, membership_split, roles_from_members
 
@@ -216,4 +217,4 @@ class Prepared:
     reconstructor: Any = None
     training: dict = field(default_factory=dict)
     target_accuracy: dict = field(default_factory=dict)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logger.info
