@@ -33,6 +33,19 @@ def to_log_probabilities(outputs: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def as_classifier(classifier) -> Classifier:
+    """``classifier`` itself when it is callable; an ART estimator's torch module (its ``model``) otherwise, so
+    that ``Diffence.calibrate(art_classifier, ...)`` works too. Anything else is a TypeError that says what to
+    pass."""
+    if callable(classifier):
+        return classifier
+    module = getattr(classifier, "model", None)
+    if isinstance(module, torch.nn.Module) and callable(getattr(classifier, "predict", None)):
+        return module
+    raise TypeError(f"the classifier must be a callable from images to logits or probabilities (a torch module), "
+                    f"got {type(classifier).__name__}; for an ART estimator pass its .model")
+
+
 def classify(classifier: Classifier, images: torch.Tensor, max_batch: int) -> torch.Tensor:
     """Run ``classifier`` over ``images`` in chunks of ``max_batch``; returns the raw (M, K) outputs.
 
@@ -40,6 +53,7 @@ def classify(classifier: Classifier, images: torch.Tensor, max_batch: int) -> to
         TypeError / ValueError: if the classifier does not return a 2-D tensor of finite numbers with one
             row per image.
     """
+    classifier = as_classifier(classifier)
     outputs = []
     for start in range(0, images.shape[0], max_batch):
         chunk = images[start : start + max_batch]

@@ -152,9 +152,15 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     if args.distill and not (Path(args.distill) / "dual.json").is_file():
         raise UsageError(f"--distill needs a folder written by train-diffusion --dual; {args.distill!r} has no "
                          "dual.json")
+    import numpy as np
+
+    images = _load_images(args.images) if args.images else None
+    shape = np.shape(images) if images is not None else ()
+    if len(shape) == 4 and shape[1] not in (1, 3) and shape[-1] in (1, 3):
+        raise UsageError(f"--images {args.images!r} has shape {shape}, which looks channels-last (N, H, W, C); "
+                         "images must be (N, C, H, W): transpose them with x.transpose(0, 3, 1, 2)")
     out = _out_folder(args.out, args.overwrite)
     _log_to_stderr()
-    import numpy as np
     import torch
 
     from .data import digits_images
@@ -162,9 +168,7 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     from .evaluation.protocol import membership_split
     from .reconstruct import cifar_unet_config, tiny_unet_config
 
-    if args.images:
-        images = _load_images(args.images)
-    else:
+    if images is None:
         x, _ = digits_images()
         images = x[membership_split(len(x), 300, 75, 75, 150, seed=args.seed).members]  # train-target's members
     if args.unet == "cifar":
@@ -388,7 +392,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.required:
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 

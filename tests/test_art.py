@@ -221,3 +221,16 @@ def test_opacus_trained_model_works_through_the_wrapper(setup):
     result = art_attacks.black_box(wrapped, "bb_rf", (em, en), (em, en), (em, en))
     assert 0.0 <= result.auc <= 1.0
     assert wrapped.predict(em.x).argmax(1).tolist() == target.predict(em.x).argmax(1).tolist()
+
+
+def test_an_art_estimator_can_stand_for_its_model_and_anything_else_is_named():
+    """``Diffence.calibrate(art_classifier, ...)`` and every other classifier argument accept an ART estimator
+    (its torch module is used); a non-callable object is a TypeError that says what to pass."""
+    from diffence_plugin.adapters.art_attacks import probability_classifier
+    from diffence_plugin.classify import as_classifier
+
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    art = probability_classifier(module, (1, 8, 8), 10)
+    assert as_classifier(art) is art.model and as_classifier(module) is module
+    with pytest.raises(TypeError, match="for an ART estimator pass its .model"):
+        as_classifier(object())

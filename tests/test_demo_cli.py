@@ -216,3 +216,11 @@ def test_ctrl_c_prints_one_line_keeps_the_folder_and_exits_1(tmp_path, capsys, m
     err = capsys.readouterr().err.strip().splitlines()  # the phase log lines, then one line for the interrupt
     assert "interrupted" in err[-1] and sum("interrupted" in line for line in err) == 1
     assert (tmp_path / "out" / "config.json").is_file()  # the folder and the run's record are kept
+
+
+def test_channels_last_images_are_named_before_any_training(tmp_path, capsys):
+    np.save(tmp_path / "hwc.npy", np.zeros((4, 8, 8, 1), dtype=np.float32))
+    assert main(["train-diffusion", "--images", str(tmp_path / "hwc.npy"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "looks channels-last (N, H, W, C)" in err and "x.transpose(0, 3, 1, 2)" in err
+    assert not (tmp_path / "o").exists()
