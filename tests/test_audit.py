@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from diffence_plugin.cli import main
@@ -160,3 +161,23 @@ def test_cli_evaluate_on_ray_gives_the_local_numbers(trained, tmp_path, monkeypa
     assert written["run"]["executor"] == "ray"
     for a, b in zip(local.results["rows"], remote["rows"]):
         assert a["defense"] == b["defense"] and a["attacks"] == b["attacks"]
+
+
+def test_a_label_beyond_the_models_classes_is_named_as_such(trained, tmp_path):
+    """A label of 10 for a 10-class model is a data problem, said as one (not as an output-shape mismatch)."""
+    from diffence_plugin.data import digits_images
+
+    x, y = digits_images()
+    y = y.copy()
+    y[5] = 10
+    np.savez(tmp_path / "bad_labels.npz", x=x, y=y)
+    raw = _config(trained)
+    raw["data"] = {"npz": str(tmp_path / "bad_labels.npz")}
+    cfg = resolve(raw, trained)
+    x, y, _ = load_data(cfg)
+    classes = nb_classes_of(cfg, y)
+    with pytest.raises(ConfigError, match=r"built for 11 classes because \[data\] y reaches 10: labels must lie"):
+        load_target(cfg, x, classes)  # a zoo model is built for the labels' count: its weights do not fit
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # a model of its own: it scores 10
+    with pytest.raises(ConfigError, match=r"\[data\] y reaches 10 but \[target\].model scores 10 classes"):
+        check_target(module, x, classes)

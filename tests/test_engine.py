@@ -230,3 +230,23 @@ def test_a_diffusion_model_for_other_images_is_refused_before_any_work(tmp_path,
                  "--set", f"defenses.scenario_1.path={json.dumps(str(tmp_path / 'ddpm16'))}"]) == 2
     assert "is for 1x16px images, the data are 1x8px" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["dual", "distill"])
+def test_the_plan_trains_dualmd_and_distillmd_reconstructors(kind, tmp_path):
+    """``[diffusion].kind``: DualMD's pair or DistillMD's student serves every Diffence defense; the attacker's
+    own DDPM stays a single one; labels and accuracy are kept."""
+    out = tmp_path / kind
+    plan = load_preset("demo", DEMO_TOY + [f'diffusion.kind="{kind}"', "diffusion.split_seed=3",
+                                           f"run.out={json.dumps(str(out))}"])
+    plan["defenses"] = plan["defenses"][:1]
+    results = run_plan(plan, log=lambda *a: None).results
+    rows = {r["defense"]: r for r in results["rows"]}
+    assert rows["scenario_1"]["labels_kept"] == 1.0 and rows["scenario_1"]["reference_aware"] is True
+    training = results["training"]["defender_ddpm"]
+    if kind == "dual":
+        assert training["kind"] == "dual" and len(training["models"]) == 2
+        assert {m["split"]["seed"] for m in training["models"]} == {3}
+    else:
+        assert "targets" in training  # the student learned its teachers' predictions
+    assert results["training"]["attacker_ddpm"]["steps"] == 10

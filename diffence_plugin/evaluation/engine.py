@@ -186,9 +186,10 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
                         device=placement(plan))
         ddpm = stages.ddpm("defender-ddpm", key, lambda: train_ddpm(plan, prep.x[prep.split.members], config,
                                                                      plan["run"]["seed"], d["steps"], d["max_timestep"],
-                                                                     progress), placement(plan)["device"])
-    log(f"      {ddpm.training['steps']} DDPM steps ({ddpm.training['stopped']})")
-    prep.training["defender_ddpm"] = ddpm.training
+                                                                     progress, d["kind"]), placement(plan)["device"])
+    runs = [m.training for m in ddpm.models] if hasattr(ddpm, "models") else [ddpm.training]
+    log(f"      {d['kind']}: " + "; ".join(f"{r['steps']} DDPM steps ({r['stopped']})" for r in runs))
+    prep.training["defender_ddpm"] = runs[0] if len(runs) == 1 else {"kind": d["kind"], "models": runs}
     return ddpm
 
 

@@ -21,8 +21,10 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``[target.train]`` (``defense``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``options``).
 - ``[diffusion]``: ``path`` (a saved model) or training: ``unet`` ("tiny" or "cifar"), ``width``, ``steps``,
   ``batch_size``, ``max_timestep``, optional ``seconds`` (a time budget: such a run does not reproduce on
-  another machine). ``t_choices``: noise steps the defender's calibration chooses among (Scenario 1's
-  criterion, once); every Diffence defense then uses the chosen t.
+  another machine). ``kind``: "single" (one DDPM on the members), "dual" (DualMD: two DDPMs on disjoint
+  halves, ``split_seed`` and ``mode`` "alternate" or "keyed") or "distill" (DistillMD: a student of that
+  pair). ``t_choices``: noise steps the defender's calibration chooses among (Scenario 1's criterion,
+  once); every Diffence defense then uses the chosen t.
 - ``[[defenses]]``: ``name`` (a registered defense, or a list: a pipeline), ``label``, ``options`` (one
   defense's keyword arguments, or for a pipeline a table per name).
 - ``[attacks]``: ``threshold``, ``art`` (ART's attacks), ``references`` (LiRA / RMIA reference models),
@@ -50,7 +52,7 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "seed": int},
     "target": {"model": str, "weights": str, "nb_classes": int, "options": dict, "train": dict},
     "diffusion": {"path": str, "unet": str, "width": int, "steps": int, "batch_size": int, "max_timestep": int,
-                  "seconds": float, "lr": float, "t_choices": list},
+                  "seconds": float, "lr": float, "t_choices": list, "kind": str, "split_seed": int, "mode": str},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
                 "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
                 "defense_seeds": int, "plugins": list},
@@ -63,7 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "seed": 0},
     "target": {"options": {}},
     "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
-                  "t_choices": []},
+                  "t_choices": [], "kind": "single", "mode": "alternate"},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
                 "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,

@@ -100,6 +100,10 @@ def _check_diffusion(diffusion: dict) -> None:
             raise ConfigError(f"[diffusion].path: folder {diffusion['path']!r} does not exist (train one with "
                               "`diffence train-diffusion --out FOLDER`)")
         return
+    if diffusion["kind"] not in ("single", "dual", "distill"):
+        raise ConfigError(f"[diffusion].kind must be 'single', 'dual' or 'distill', got {diffusion['kind']!r}")
+    if diffusion["mode"] not in ("alternate", "keyed"):
+        raise ConfigError(f"[diffusion].mode must be 'alternate' or 'keyed', got {diffusion['mode']!r}")
     if diffusion["unet"] not in ("tiny", "cifar"):
         raise ConfigError(f"[diffusion].unet must be 'tiny' or 'cifar', got {diffusion['unet']!r}")
     for key in ("width", "steps", "batch_size", "max_timestep"):

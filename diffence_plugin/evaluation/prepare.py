@@ -170,7 +170,9 @@ def load_target(plan: dict, x: np.ndarray, nb_classes: int) -> torch.nn.Module:
     try:
         model.load_state_dict({k.removeprefix("_module."): v for k, v in state.items()})
     except RuntimeError as exc:
-        raise ConfigError(f"[target].weights do not fit [target].model {t['model']!r}: {str(exc)[:300]}") from exc
+        hint = ("" if "nb_classes" in t else f" (the model was built for {nb_classes} classes because [data] y reaches "
+                f"{nb_classes - 1}: labels must lie in 0..K-1)")
+        raise ConfigError(f"[target].weights do not fit [target].model {t['model']!r}{hint}: {str(exc)[:300]}") from exc
     return model.eval()
 
 
@@ -178,6 +180,10 @@ def check_target(model: torch.nn.Module, x: np.ndarray, nb_classes: int) -> None
     """The target answers the data with one row of ``nb_classes`` scores per input."""
     with torch.no_grad():
         out = model(torch.from_numpy(x[:2]))
+    if out.dim() == 2 and out.shape[0] == min(2, len(x)) and out.shape[1] < nb_classes:
+        raise ConfigError(f"[data] y reaches {nb_classes - 1} but [target].model scores {out.shape[1]} classes: "
+                          f"labels must lie in 0..{out.shape[1] - 1} (a label of {nb_classes - 1} among "
+                          f"{out.shape[1]} classes?)")
     if tuple(out.shape) != (min(2, len(x)), nb_classes):
         raise ConfigError(f"[target].model returns shape {tuple(out.shape)} on the data; expected (2, {nb_classes}) "
                           "(check [target].nb_classes and the data's class count)")
@@ -193,15 +199,20 @@ def unet_config(plan: dict, x: np.ndarray) -> dict:
 
 
 def train_ddpm(plan: dict, images: np.ndarray, config: dict, seed: int, steps: int, max_timestep: int,
-               progress: bool):
-    """A DDPM trained as ``[diffusion]`` says (by steps; ``seconds`` adds a time budget) on ``images``."""
-    from ..diffusion import train_diffusion
+               progress: bool, kind: str = "single"):
+    """A diffusion model trained as ``[diffusion]`` says (by steps; ``seconds`` adds a time budget) on
+    ``images``: one DDPM, DualMD's pair (``kind="dual"``) or DistillMD's student of that pair ("distill")."""
+    from .. import diffusion
 
     d, where = plan["diffusion"], placement(plan)
-    return train_diffusion(torch.from_numpy(images), unet_config=config, steps=steps, batch_size=d["batch_size"],
-                           lr=d["lr"], max_timestep=max_timestep, seed=seed, progress=progress,
-                           max_seconds=d.get("seconds"), device=where["device"],
-                           autocast=torch.bfloat16 if where["bf16"] else None)
+    training = dict(unet_config=config, steps=steps, batch_size=d["batch_size"], lr=d["lr"], max_timestep=max_timestep,
+                    progress=progress, max_seconds=d.get("seconds"), device=where["device"],
+                    autocast=torch.bfloat16 if where["bf16"] else None)
+    x = torch.from_numpy(images)
+    if kind == "single":
+        return diffusion.train_diffusion(x, seed=seed, **training)
+    pair = diffusion.train_dual(x, split_seed=d.get("split_seed", seed), seed=seed, mode=d["mode"], **training)
+    return pair if kind == "dual" else diffusion.train_distilled(x, pair, seed=seed, **training)
 
 
 @dataclass

@@ -148,8 +148,10 @@ def format_utility_table(results: dict) -> str:
 def training_note(results: dict) -> str:
     """A warning when a model behind the numbers was trained against a time budget: the same command trains a
     different number of steps on another machine, so the numbers do not reproduce there."""
-    runs = [(name, run) for name, run in (results.get("training") or {}).items()
-            if isinstance(run, dict) and run.get("stopped") == "time budget"]
+    runs = []
+    for name, run in (results.get("training") or {}).items():
+        parts = run.get("models", [run]) if isinstance(run, dict) else []
+        runs += [(name, part) for part in parts if isinstance(part, dict) and part.get("stopped") == "time budget"]
     if not runs:
         return ""
     said = "; ".join(f"{name} stopped by its time budget after {run.get('steps')} steps" for name, run in runs)
