@@ -30,6 +30,8 @@ def test_demo_writes_results_report_and_plots(demo_results):
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     html = (out / "report.html").read_text()
     assert "scenario_1" in html and "data:image/png;base64," in html
+    assert "<title>Diffence evaluation: digits_mlp on digits</title>" in html
+    assert "white-space:nowrap" in html  # an interval stays on one line
     assert (out / "phi_histograms.png").stat().st_size > 1000 and (out / "roc.png").stat().st_size > 1000
 
 
@@ -224,3 +226,21 @@ def test_channels_last_images_are_named_before_any_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "looks channels-last (N, H, W, C)" in err and "x.transpose(0, 3, 1, 2)" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_phi_histograms_keep_one_hot_releases_off_the_shared_axis(tmp_path):
+    """Labels only releases one-hot vectors (phi infinite, clamped huge): its panel says so instead of stretching
+    the shared phi axis until every other panel is one bar."""
+    import matplotlib
+
+    from diffence_plugin.evaluation.report import _one_value, plot_phi_histograms
+
+    rng = np.random.default_rng(0)
+    soft = rng.dirichlet(np.ones(10), size=40)
+    onehot = np.eye(10)[rng.integers(0, 10, 40)]
+    released = {"undefended": {"eval_members": soft, "eval_nonmembers": soft[::-1].copy()},
+                "labels_only": {"eval_members": onehot, "eval_nonmembers": onehot}}
+    path = plot_phi_histograms(released, tmp_path / "phi.png")
+    assert path.stat().st_size > 1000 and matplotlib.get_backend().lower() == "agg"
+    assert _one_value({"a": np.full(3, 7.0), "b": np.full(2, 7.0)}) == 7.0
+    assert _one_value({"a": np.array([1.0, 2.0])}) is None

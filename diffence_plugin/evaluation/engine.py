@@ -569,7 +569,9 @@ def _seed_summary(draws: list[dict]) -> dict:
 def settings_summary(plan: dict) -> dict:
     """What the report shows of a plan: the target, data, roles, every defense's settings, the attacker."""
     target, data = plan["target"], plan["data"]
+    where = data.get("npz") or data["dataset"]
     return {
+        "title": f"{target['model']} on {Path(where).name if 'npz' in data else where}",
         "plan": plan["name"],
         "target": target["model"] + (f" from {target['weights']}" if "weights" in target else
                                      f" trained with {target['train']}"),

@@ -203,7 +203,7 @@ def format_attack_table(results: dict) -> str:
 
 def plot_roc(results: dict, path: Path) -> Path:
     """Log-log ROC curves of the chosen attack and of LiRA per defense, from the per-record scores."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     for ax, family in zip(axes, ("best", "lira")):
         for r in results["rows"]:
             picked = r.get(family)
@@ -215,8 +215,9 @@ def plot_roc(results: dict, path: Path) -> Path:
             fpr, tpr, _ = roc_curve(truth, np.r_[a["member_scores"], a["nonmember_scores"]], drop_intermediate=False)
             ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=f"{r['defense']} ({a['attack']})", lw=1.2)
         resolution = results["rows"][0]["best"]["fpr_resolution"]
-        ax.plot([1e-4, 1], [1e-4, 1], color="black", lw=0.8, ls="--")
-        ax.axvline(resolution, color="grey", lw=0.8, ls=":")
+        ax.plot([1e-4, 1], [1e-4, 1], color="black", lw=0.8, ls="--", label="chance")
+        ax.axvline(resolution, color="grey", lw=0.8, ls=":",
+                   label=f"FPR resolution 1/{results['rows'][0]['best']['nonmembers']}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(max(resolution / 2, 1e-4), 1)
@@ -224,7 +225,7 @@ def plot_roc(results: dict, path: Path) -> Path:
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title("chosen attack" if family == "best" else "LiRA (chosen variant)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not on them
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -241,26 +242,43 @@ def plot_phi_histograms(released: dict, path: Path, intervals: dict | None = Non
     roles = (("eval_members", "tab:red"), ("eval_nonmembers", "tab:blue"))
     scores = {name: {role: phi(torch.log(torch.as_tensor(probs[role]).double().clamp_min(1e-300))).numpy()
                      for role, _ in roles} for name, probs in released.items()}
-    every = np.concatenate([v for s in scores.values() for v in s.values()])
+    point = {name: _one_value(s) for name, s in scores.items()}  # one-hot releases: phi is one huge value
+    spread = [v for name, s in scores.items() if point[name] is None for v in s.values()]
+    every = np.concatenate(spread or [v for s in scores.values() for v in s.values()])
     edges = np.histogram_bin_edges(every[np.isfinite(every)], bins=40)
     for ax in axes.flat[len(released):]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, released):
+        if point[name] is not None and spread:  # kept off the shared axis, which it would flatten
+            ax.text(0.5, 0.5, "every release is one vector shape (one-hot: phi is infinite)\nnothing to histogram",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=9)
+            ax.set_title(name)
+            continue
         for role, colour in roles:
             ax.hist(scores[name][role], bins=edges, alpha=0.55, color=colour, density=True,
                     label=role.replace("eval_", ""))
         interval = (intervals or {}).get(name)
         if interval:
-            ax.axvspan(*interval, color="tab:green", alpha=0.12, label="selection interval")
+            ax.axvspan(*interval, color="tab:green", alpha=0.12, label="calibrated selection interval")
         ax.set_title(name)
         ax.set_xlabel("phi = log(p_max / (1 - p_max))")
     for ax in axes.flat:
         ax.set_ylabel("density")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    legend = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(list(legend.values()), list(legend.keys()), loc="lower center", ncol=len(legend), fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _one_value(scores: dict) -> float | None:
+    """The single phi every release of a defense has (labels only), or None when the releases vary."""
+    values = np.concatenate(list(scores.values()))
+    return float(values[0]) if values.size and np.allclose(values, values[0]) else None
 
 
 def _html_table(markdown: str) -> str:
@@ -299,11 +317,13 @@ def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> 
     calibration = "".join(f"<li>{html.escape(name)}: phi in [{c['lo']:.3f}, {c['hi']:.3f}]</li>"
                           for name, c in results.get("calibration", {}).items())
     m = results.get("machine", {})
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Diffence evaluation</title>
+    settings = results.get("settings", {})
+    title = "Diffence evaluation" + (f": {settings['title']}" if settings.get("title") else "")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}
-table.settings td,table.settings th{{text-align:left}}img{{max-width:100%}}</style></head>
-<body><h1>Diffence evaluation</h1>
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}}th{{background:#f4f4f4}}
+table.settings td,table.settings th{{text-align:left;white-space:normal}}img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1>
 <p>95% bootstrap intervals in brackets. The chosen attack is the one with the highest AUC on the attacker's own
 held-out records; it is then measured on the evaluation records. "n/a": the FPR is below the resolution
 1 / non-members.</p>
