@@ -59,12 +59,10 @@ def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = Fals
     from .evaluation.stages import claim_folder
 
     try:
-        mode = claim_folder(plan)  # a non-empty folder: refused, resumed (same plan, unfinished) or cleared
+        claim_folder(plan)  # refused here as a usage error; the engine resumes or clears it (and says so)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from exc
     out = Path(plan["run"]["out"])
-    if mode == "resume":
-        print(f"resuming the unfinished run in {out}", file=sys.stderr)
     _set_threads(getattr(args, "threads", None))
     _log_to_stderr()
     from .evaluation.engine import run_plan

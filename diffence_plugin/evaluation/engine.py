@@ -63,8 +63,6 @@ class Defended:
     defenses: dict[str, Defense]
     released: dict[str, dict[str, dict[str, np.ndarray]]]  # query -> label -> role -> (S, K)
     queries: dict[str, np.ndarray]
-    tuned_t: int | None = None
-    t_search: list | None = None
     recon: Any = None  # the shared Reconstructions
 
 
@@ -144,8 +142,7 @@ def prepare(plan: dict, log: Callable[[str], None], timings: dict, inputs: Input
         model = model.eval()
         check_target(model, x, nb_classes)
         training = {"target": {"recipe": recipe.key, **metrics}}
-    prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=inputs.test, training=training,
-                    log=log)
+    prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=inputs.test, training=training)
     prep.target_accuracy = _accuracies(prep)
     log("      target accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in prep.target_accuracy.items()))
     if _needs_defender_ddpm(plan):
@@ -366,8 +363,7 @@ def defend(plan: dict, prep: Prepared, executor, log, timings: dict) -> Defended
             if defense.diffence is not None and defense.diffence.calibration is not None and search:
                 defense.diffence.calibration.extra["t_search"] = search
             defenses[spec["label"]] = defense
-    return Defended(defenses=defenses, released=released, queries=queries, tuned_t=tuned, t_search=search,
-                    recon=recon)
+    return Defended(defenses=defenses, released=released, queries=queries, recon=recon)
 
 
 # ---- stage 3 -----------------------------------------------------------------------------------------------
@@ -504,11 +500,11 @@ class Attacks:
                                 plugins=self.plugins)
 
 
-def attack(plan: dict, prep: Prepared, defended: Defended, armed: Armed, log, timings: dict) -> list:
+def attack(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, timings: dict) -> list:
     """Stage 4: every attack on every release; changes from the undefended row; selection-draw spread."""
     draws, seed = plan["attacks"]["selection_draws"], plan["run"]["seed"]
     with phase("[5/6] attacking every defense (threshold, LiRA, RMIA, ART)", timings, "attacks_s", log):
-        suite = Attacks(plan, prep, armed)
+        armed = suite.armed
         released = defended.released[""]
         kept = labels_kept(released)
         rows = []
@@ -526,7 +522,7 @@ def attack(plan: dict, prep: Prepared, defended: Defended, armed: Armed, log, ti
     return rows
 
 
-def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, log,
+def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, rows: list, log,
                         timings: dict) -> dict | None:
     """Every plain Diffence row under ``[attacks].defense_seeds - 1`` further defense seeds, each reconstructing,
     calibrating (and choosing t) again, against the same attacker: per seed the chosen t, the chosen attack's
@@ -539,11 +535,10 @@ def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, armed: A
     per_seed = {n: [{"draw": 0, "t": defended.defenses[n].diffence.config.t, "best_auc": by_label[n].best.auc,
                      "best_attack": by_label[n].best.attack, "change": by_label[n].change}] for n in names}
     with phase(f"[5b/6] the defense's own noise: {seeds - 1} more defense seeds", timings, "defense_seeds_s", log):
-        suite = Attacks(plan, prep, armed)
+        specs = {d["label"]: d for d in plan["defenses"]}
         for draw in range(1, seeds):
             recon = Reconstructions(prep, {"": prep.x}, defended.recon.executor, plan["run"]["shard_size"])
             tuned, _ = tune_t(plan, prep, recon, draw)
-            specs = {d["label"]: d for d in plan["defenses"]}
             fresh = {n: build_defense(specs[n], prep, plan, draw, tuned) for n in names}
             released = {n: _release_fast(fresh[n], prep, recon, {"": prep.x})[""] for n in names}
             kept = labels_kept({"undefended": defended.released[""]["undefended"], **released})
@@ -647,8 +642,9 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
                                         progress=run["progress"])
     defended = defend(plan, prep, executor, log, timings)
     armed = arm(plan, prep, defended, executor, out, log, timings)
-    rows = attack(plan, prep, defended, armed, log, timings)
-    noise = defense_seed_spread(plan, prep, defended, armed, rows, log, timings)
+    suite = Attacks(plan, prep, armed)  # ART's estimator and the plugins' attacks, built once
+    rows = attack(plan, prep, defended, suite, log, timings)
+    noise = defense_seed_spread(plan, prep, defended, suite, rows, log, timings)
     with phase("[6/6] writing results", timings, "report_s", log):
         results = write_results(plan, prep, defended, armed, rows, noise, timings, start, out)
     return Run(results=results, out=out)

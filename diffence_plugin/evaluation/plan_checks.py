@@ -136,7 +136,7 @@ def _check_diffence(plan: dict, where: str, options: dict) -> None:
         raise ConfigError(f"{where}: t is chosen by calibration among [diffusion].t_choices {tuned}; drop t here")
     for t in tuned or [config.get("t", DiffenceConfig.t)]:
         try:
-            DiffenceConfig(**{**config, "t": t, "seed": config.get("seed")})
+            DiffenceConfig(**{**config, "t": t})
         except TypeError as exc:
             valid = sorted(set(inspect.signature(DiffenceConfig).parameters) | set(DIFFENCE_OWN))
             raise ConfigError(f"{where}: {exc}; valid options: {valid}") from exc

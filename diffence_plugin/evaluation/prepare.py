@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..progress import logger
 from .plan import ConfigError
 from .protocol import MembershipSplit, membership_split, roles_from_members
 
@@ -228,4 +227,3 @@ class Prepared:
     reconstructor: Any = None
     training: dict = field(default_factory=dict)
     target_accuracy: dict = field(default_factory=dict)
-    log: Callable[[str], None] = logger.info
