@@ -32,7 +32,8 @@ from diffence_plugin.evaluation.lira import LiRA, logit_confidence
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.report import machine
 from diffence_plugin.evaluation.attacker import attacker_universe, diffence_view, undefended_view
-from diffence_plugin.evaluation.attacks import Sets, evaluate_defense, scored_attack
+from diffence_plugin.evaluation.attacks import Sets, scored_attack
+from diffence_plugin.evaluation.families import evaluate_defense
 from diffence_plugin.outputs import Candidates
 from diffence_plugin.randomness import experiment_seed
 from demo_sizes import DemoSizes

@@ -2,8 +2,8 @@
 noise step T, the number of reconstructions N, and how much the target memorises.
 
 For every DDPM (UNet: the tiny one at each ``--widths``, diffusers' CIFAR UNet at 1/divisor of its channels for
-each ``--cifar-divisors``; x training minutes, trained in stages on the target's members, so the 15-minute
-model continues the 5-minute one) and every T, the study reconstructs the defender's, the attacker's and the
+each ``--cifar-divisors``; x DDPM training steps, trained in stages on the target's members, so the
+4,600-step model continues the 2,300-step one; fixed by steps, so a rerun on any machine trains the same models) and every T, the study reconstructs the defender's, the attacker's and the
 evaluation records once at the largest N (smaller N use the first reconstructions), classifies them with
 every target, calibrates Scenario 1 on the defender's records, and reports:
 - the change of the best attack's AUC (threshold attacks, chosen on the attacker's held-out half) and of
@@ -33,7 +33,8 @@ from diffence_plugin.evaluation.protocol import membership_split
 from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
 from diffence_plugin.evaluation.report import format_change, machine
 from diffence_plugin.evaluation.attacker import attacker_universe, undefended_view
-from diffence_plugin.evaluation.attacks import compare_to, evaluate_defense
+from diffence_plugin.evaluation.attacks import compare_to
+from diffence_plugin.evaluation.families import evaluate_defense
 from diffence_plugin.evaluation.releases import release_all, roles_of, undefended_releases
 from diffence_plugin.randomness import experiment_seed
 from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
@@ -55,7 +56,9 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="*", default=[16], help="tiny UNet widths")
     parser.add_argument("--cifar-divisors", type=int, nargs="*", default=[],
                         help="diffusers' CIFAR UNet at 1/divisor of its channels (8: 0.56 M parameters)")
-    parser.add_argument("--minutes", type=float, nargs="+", default=[5], help="cumulative DDPM training stages")
+    parser.add_argument("--steps", type=int, nargs="+", default=[2300], help="cumulative DDPM training stages (steps)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="also stop each stage after this many minutes (not reproducible on another machine)")
     parser.add_argument("--t", type=int, nargs="+", default=[20, 40, 60, 100])
     parser.add_argument("--n", type=int, nargs="+", default=[8])
     parser.add_argument("--k", type=int, default=20)
@@ -100,13 +103,12 @@ def main() -> None:
     unets = {f"w{w}": tiny_unet_config(32, 3, width=w) for w in args.widths}
     unets.update({f"cifar-1/{d}": cifar_unet_config(d) for d in args.cifar_divisors})
     for name, unet in unets.items():
-        spent = 0.0
-        for minutes in sorted(args.minutes):
-            ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=10_000_000,
+        for stage in sorted(args.steps):
+            budget = args.budget_minutes * 60 if args.budget_minutes else None
+            ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=stage,
                                    batch_size=64, max_timestep=max(args.t), seed=args.seed, progress=False,
-                                   max_seconds=minutes * 60 - spent, checkpoint=out / f"ddpm-{name.replace('/', '-')}.pt",
+                                   max_seconds=budget, checkpoint=out / f"ddpm-{name.replace('/', '-')}.pt",
                                    checkpoint_every=1_000_000)
-            spent = minutes * 60
             steps = ddpm.training["steps"]
             for t in args.t:
                 clock = time.perf_counter()
@@ -129,7 +131,7 @@ def main() -> None:
                                                seed=args.seed)
                         change = compare_to(row, target["base"], seed=args.seed)
                         rows.append({
-                            "unet": name, "minutes": minutes, "ddpm_steps": steps, "t": t, "n": n,
+                            "unet": name, "stage_steps": stage, "ddpm_steps": steps, "t": t, "n": n,
                             "epochs": epochs, "train_acc": target["train_acc"], "test_acc": target["test_acc"],
                             "undefended_best_auc": target["base"].best.auc, "best_auc": row.best.auc,
                             "best_attack": row.best.attack, "best_change": change["best"],
@@ -139,7 +141,7 @@ def main() -> None:
                             "inputs": sum(len(v) for v in inputs.values()),
                         })
                         r = rows[-1]
-                        print(f"{name} {minutes:g} min ({steps} steps) t={t} n={n} epochs={epochs}: best "
+                        print(f"{name} {steps} DDPM steps t={t} n={n} epochs={epochs}: best "
                               f"{format_change(r['best_change'])}, LiRA {format_change(r['lira_change'])}"
                               f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
                               f"JS {r['js']:.4f} (undefended {r['js_undefended']:.4f}), "
@@ -149,9 +151,9 @@ def main() -> None:
                                                              "machine": machine()}, indent=2, default=float))
     for epochs in args.epochs:  # which T calibration would choose, per DDPM and target (at the largest N)
         for name in unets:
-            for minutes in args.minutes:
-                cell = [r for r in rows if (r["epochs"], r["unet"], r["minutes"], r["n"]) ==
-                        (epochs, name, minutes, max(args.n))]
+            for stage in args.steps:
+                cell = [r for r in rows if (r["epochs"], r["unet"], r["stage_steps"], r["n"]) ==
+                        (epochs, name, stage, max(args.n))]
                 if cell:
                     chosen = min(cell, key=lambda r: r["js"])
                     for r in cell:
@@ -174,7 +176,7 @@ def unet_of(row: dict) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """AUC change of the best attack at the largest N against T (one line per DDPM and target) and, when the
-    DDPM was trained in several stages, against its training minutes (one line per T and target)."""
+    DDPM was trained in several stages, against its training steps (one line per T and target)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +184,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     n = max(r["n"] for r in rows)
     rows = [r for r in rows if r["n"] == n]
-    panels = [axis for axis, key in (("t", "t"), ("minutes", "minutes")) if len({r[key] for r in rows}) > 1] or ["t"]
+    panels = [axis for axis, key in (("t", "t"), ("steps", "ddpm_steps")) if len({r[key] for r in rows}) > 1] or ["t"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
 
     def draw(ax, line_key, x_key, label):
@@ -198,13 +200,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
     for ax, panel in zip(axes[0], panels):
         if panel == "t":
-            draw(ax, lambda r: (unet_of(r), r["minutes"], r["epochs"]), "t",
-                 lambda k: f"DDPM {k[0]}, {k[1]:g} min; target {k[2]} epochs")
+            draw(ax, lambda r: (unet_of(r), r["ddpm_steps"], r["epochs"]), "t",
+                 lambda k: f"DDPM {k[0]}, {k[1]} steps; target {k[2]} epochs")
             ax.set_xlabel("noise step T")
         else:
-            draw(ax, lambda r: (unet_of(r), r["t"], r["epochs"]), "minutes",
+            draw(ax, lambda r: (unet_of(r), r["t"], r["epochs"]), "ddpm_steps",
                  lambda k: f"DDPM {k[0]}, T = {k[1]}; target {k[2]} epochs")
-            ax.set_xlabel("DDPM training minutes (2 cores)")
+            ax.set_xlabel("DDPM training steps")
     fig.suptitle(f"CIFAR-10 on 2 CPU cores, N = {n}, 95% CIs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,11 +214,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def print_table(result: dict) -> None:
-    print("\n| DDPM | minutes (steps) | target epochs (train/test acc) | T | N | undefended best AUC | S1 best AUC | "
+    print("\n| DDPM | DDPM steps | target epochs (train/test acc) | T | N | undefended best AUC | S1 best AUC | "
           "best-attack change [95% CI] | LiRA change [95% CI] | label kept m / n | JS (undefended) | chosen |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
-        print(f"| {unet_of(r)} | {r['minutes']:g} ({r['ddpm_steps']}) | {r['epochs']} ({r['train_acc']:.2f}/"
+        print(f"| {unet_of(r)} | {r['ddpm_steps']} | {r['epochs']} ({r['train_acc']:.2f}/"
               f"{r['test_acc']:.2f}) | {r['t']} | {r['n']} | {r['undefended_best_auc']:.3f} | {r['best_auc']:.3f} | "
               f"{format_change(r['best_change'])} | {format_change(r['lira_change'])} | {r['label_match_members']:.2f} / "
               f"{r['label_match_nonmembers']:.2f} | {r['js']:.4f} ({r['js_undefended']:.4f}) | "

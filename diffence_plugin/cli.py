@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -330,8 +331,9 @@ def _options_of(factory) -> str:
 
 def _plugins(args: argparse.Namespace) -> int:
     """What is registered: defenses by stage with their options, and the other names a plan can use."""
-    from .adapters.art_attacks import BLACK_BOX
+    from .adapters.art_family import ATTACKS as ART_ATTACKS
     from .data.models import MODELS
+    from .evaluation.families import BUILTIN
     from .evaluation.plan import DATASETS, PRESET_FOLDER
     from .plugins import get_attacks, get_defenses, get_executors, get_plugin_manager
 
@@ -343,10 +345,11 @@ def _plugins(args: argparse.Namespace) -> int:
         for name, entry in sorted(get_defenses(pm).items()):
             if entry.stage == stage:
                 print(f"  {name}: {_options_of(entry.factory)}")
-    print("\nART attacks ([attacks].art): " + ", ".join(sorted(BLACK_BOX) + ["rule_based", "shadow_models"]))
+    print("\nattack families: threshold ([attacks].threshold), lira and rmia ([attacks].references > 0), "
+          f"art ([attacks].art: {', '.join(ART_ATTACKS)})")
     print("zoo models ([target].model): " + ", ".join(sorted(MODELS)))
     print("datasets ([data].dataset): " + ", ".join(DATASETS))
-    attacks = get_attacks(pm)
+    attacks = {name: factory for name, factory in get_attacks(pm).items() if name not in BUILTIN}
     print("plugin attacks ([attacks].plugins): " + (", ".join(f"{n} ({_options_of(f)})" for n, f in sorted(attacks.items()))
                                                     or "none installed"))
     print("executors ([run].executor): " + ", ".join(sorted(get_executors(pm))))
@@ -533,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Threads that sleep at a barrier instead of spinning: beside one other busy process the 2-core machine ran
+    # Diffence 2.8x slower with OpenMP's default spinning and 1.6x with this, and as fast alone
+    # (benchmarks/bench_reconstruct.py, docs/results.md). Read when torch loads, which the CLI does lazily.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"diffence {args.command}"

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +25,21 @@ TRAINING_FILE = "training.json"  # optional: how the UNet was trained (steps run
 DUAL_FILE = "dual.json"  # a DualReconstructor's folder: its mode; the two models in first/ and second/
 DUAL_FORMAT = "diffence-dual-reconstructor"
 DUAL_MODES = ("alternate", "keyed")
+# Pixels per UNet call on a CPU (64 CIFAR-10 images; 1,024 of sklearn's 8x8 digits).
+# benchmarks/bench_reconstruct.py (docs/results.md): the tiny UNet ran about 2x faster on 64 32x32 images per
+# call than on 1,024 on the 2-core machine (activations that stay in cache), while small images need large
+# calls to amortise each call's overhead. The outputs are bit-identical to one large call's, so the chunk
+# changes speed, never a release.
+CPU_UNET_PIXELS = 64 * 32 * 32
+
+
+def unet_batch(device: torch.device | str, max_batch: int, pixels: int = 32 * 32) -> int:
+    """Images of ``pixels`` pixels per UNet call on ``device``: ``CPU_UNET_PIXELS`` worth on a CPU, the
+    ``max_batch`` cap elsewhere (an accelerator is fastest with the largest batch that fits its memory, which
+    ``max_batch`` bounds)."""
+    if torch.device(device).type != "cpu":
+        return max_batch
+    return max(1, min(max_batch, CPU_UNET_PIXELS // max(1, pixels)))
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -86,13 +102,28 @@ class Reconstructor:
         self.scheduler = DDIMScheduler.from_config(config)
         self._schedules: dict[int, DDIMScheduler] = {}  # per DDIM stride, never changed once made
         self._lock = threading.Lock()
+        self._forward = None  # the compiled UNet once compile() is called
         self.training: dict | None = None
 
     def __getstate__(self) -> dict:
-        """Without the lock and the cached schedules, so that a reconstructor can travel to a worker process."""
+        """Without the lock, the cached schedules and a compiled UNet (each process compiles its own), so that a
+        reconstructor can travel to a worker process."""
         state = self.__dict__.copy()
-        state["_lock"], state["_schedules"] = None, {}
+        state["_lock"], state["_schedules"], state["_forward"] = None, {}, None
         return state
+
+    def compile(self) -> "Reconstructor":
+        """Run the UNet through ``torch.compile`` (inductor, frozen weights) from now on; returns ``self``.
+
+        The first reconstruction pays the compilation (about 70 s for the CPU preset's tiny UNet on 2 cores,
+        again for each new batch shape), so it pays only on long runs: 1.2-1.5x more UNet images/s on the
+        2-core CPU (benchmarks/bench_reconstruct.py). Compiled kernels round differently from eager ones (about
+        1e-6), so a compiled run is reproducible but its releases may differ from an eager run's in the last bits.
+        The compiled model lives in this process only (a worker process compiles its own).
+        """
+        if self._forward is None:
+            self._forward = torch.compile(self.unet, options={"freezing": True})
+        return self
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -137,15 +168,19 @@ class Reconstructor:
         steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
         return self.scheduler.add_noise(x0, noise, steps)
 
-    def predict_noise(self, sample: torch.Tensor, timestep: int, position: int = 0,
+    def predict_noise(self, sample: torch.Tensor, timestep: int | torch.Tensor, position: int = 0,
                       route: torch.Tensor | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
-        """The epsilon the pipeline predicts for ``sample`` at ``timestep`` at its ``position``-th DDIM step.
+        """The epsilon the pipeline predicts for ``sample`` at ``timestep`` (one, or one per sample) at its
+        ``position``-th DDIM step.
 
         One model answers every step here; ``DualReconstructor`` picks a model by ``position`` (alternation)
         or by ``route`` (one bool per sample: True = second model).
         """
+        forward = self.unet if self._forward is None else self._forward
+        # one timestep per sample, as a tensor: a compiled UNet then compiles once, not once per step value
+        steps = torch.as_tensor(timestep, dtype=torch.long, device=sample.device).expand(sample.shape[0])
         with self._autocast(autocast):
-            return self.unet(sample, timestep).sample.float()
+            return forward(sample, steps).sample.float()
 
     def denoise(self, x_t: torch.Tensor, t: int, k: int, autocast: torch.dtype | None = None,
                 route: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,7 +210,6 @@ class Reconstructor:
                 self._schedules[k] = schedule
             return self._schedules[k]
 
-    @torch.no_grad()
     def reconstruct(
         self,
         x: torch.Tensor,
@@ -195,7 +229,8 @@ class Reconstructor:
             n: reconstructions per image.
             t, k: noise step and DDIM stride.
             noise: optional (B, n, C, H, W) standard normal noise; drawn from ``generator`` otherwise.
-            max_batch: most images per UNet call; the B * n images are processed in chunks of this size.
+            max_batch: most images per UNet call; the B * n images go through the UNet in chunks of
+                ``unet_batch(device, max_batch, H * W)`` (64 CIFAR-size images on a CPU), which leaves every output bit-identical.
             autocast: optional dtype (e.g. ``torch.bfloat16``) for the UNet on GPUs.
 
         Returns:
@@ -219,13 +254,15 @@ class Reconstructor:
             return x.to(device, torch.float32).unsqueeze(1).expand(shape).clone()
         x0 = (x.to(device, torch.float32) * 2 - 1).unsqueeze(1).expand(shape).reshape(b * n, *x.shape[1:])
         flat_noise = noise.reshape(b * n, *x.shape[1:])
-        out = torch.empty_like(x0)
-        for start in range(0, b * n, max_batch):
-            sl = slice(start, start + max_batch)
-            chunk_noise = flat_noise[sl].to(device, torch.float32)
-            x_t = self.add_noise(x0[sl], chunk_noise, t)
-            out[sl] = self.denoise(x_t, t, k, autocast, self.route(chunk_noise))
-        return ((out.clamp(-1, 1) + 1) / 2).reshape(shape)
+        size = unet_batch(device, max_batch, x.shape[-2] * x.shape[-1])
+        with torch.inference_mode():  # no autograd bookkeeping at all; the result is copied out of it below
+            out = torch.empty_like(x0)
+            for start in range(0, b * n, size):
+                sl = slice(start, start + size)
+                chunk_noise = flat_noise[sl].to(device, torch.float32)
+                x_t = self.add_noise(x0[sl], chunk_noise, t)
+                out[sl] = self.denoise(x_t, t, k, autocast, self.route(chunk_noise))
+        return ((out.clamp(-1, 1) + 1) / 2).reshape(shape)  # a normal tensor, usable under autograd
 
     def fingerprint(self) -> str:
         """Short hash of the UNet's config and weights (calibration files record it)."""
@@ -234,6 +271,9 @@ class Reconstructor:
     def _autocast(self, dtype: torch.dtype | None):
         if dtype is None:
             return contextlib.nullcontext()
+        if self.device.type == "cpu" and dtype == torch.bfloat16 and not _cpu_has_bf16():
+            warnings.warn("bf16 autocast on a CPU without bf16 units is about 10x slower than float32 "
+                          "(emulated); leave autocast=None on this machine", RuntimeWarning, stacklevel=4)
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -301,6 +341,12 @@ class DualReconstructor(Reconstructor):
     def to(self, device: torch.device | str) -> "DualReconstructor":
         for model in self.models:
             model.to(device)
+        return self
+
+    def compile(self) -> "DualReconstructor":
+        """Compile both models (see ``Reconstructor.compile``)."""
+        for model in self.models:
+            model.compile()
         return self
 
     def predict_noise(self, sample: torch.Tensor, timestep: int, position: int = 0,
@@ -380,6 +426,14 @@ def check_pair(first: Reconstructor, second: Reconstructor) -> None:
                          f"{second.channels}x{second.image_size}px")
     if dict(first.scheduler.config) != dict(second.scheduler.config):
         raise ValueError("the two models were trained with different noise schedules")
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _unet_digest(unet: UNet2DModel) -> "hashlib._Hash":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -181,3 +182,72 @@ def test_a_label_beyond_the_models_classes_is_named_as_such(trained, tmp_path):
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # a model of its own: it scores 10
     with pytest.raises(ConfigError, match=r"\[data\] y reaches 10 but \[target\].model scores 10 classes"):
         check_target(module, x, classes)
+
+
+def _bad_data(tmp_path: Path, kind: str) -> str:
+    """A digits npz made bad in one way: NaN, a label beyond the classes, channels-last images."""
+    from diffence_plugin.data import digits_images
+
+    x, y = digits_images()
+    x, y = x.copy(), y.copy()
+    if kind == "nan":
+        x[3, 0, 2, 2] = np.nan
+    elif kind == "label":
+        y[5] = 10
+    elif kind == "nhwc":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    path = tmp_path / f"{kind}.npz"
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+def _bad_change(case: str, tmp_path: Path, runs: Path) -> dict:
+    """The plan sections that make ``case`` bad."""
+    if case in ("nan", "label", "nhwc"):
+        return {"data": {"npz": _bad_data(tmp_path, case)}}
+    if case == "members outside the data":
+        np.save(tmp_path / "outside.npy", np.r_[np.arange(299), 5000])
+        return {"members": {"indices": str(tmp_path / "outside.npy")}}
+    if case == "corrupt weights":
+        (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+        return {"target": {"weights": str(tmp_path / "bad.safetensors")}}
+    defense = {"a misspelled defense": {"name": "memguardd"},
+               "a misspelled option": {"name": "memguard", "options": {"scenaro": 1}},
+               "k that does not divide t": {"name": "diffence",
+                                            "options": {"path": str(runs / "ddpm"), "n": 2, "t": 20, "k": 30}},
+               "a missing DDPM folder": {"name": "diffence",
+                                         "options": {"path": str(tmp_path / "nowhere"), "n": 2, "t": 20, "k": 10}}}
+    return {"defenses": [defense[case]]}
+
+
+BAD_INPUTS = {"nan": r"NaN", "label": r"\[data\] y reaches 10", "nhwc": r"\(N, C, H, W\)",
+              "members outside the data": r"reach 5000", "corrupt weights": r"weights",
+              "a misspelled defense": r"memguardd", "a misspelled option": r"scenaro",
+              "k that does not divide t": r"k=30|k = 30", "a missing DDPM folder": r"nowhere"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_exit_2_before_any_work_and_touch_no_output_folder(trained, tmp_path, capsys, case):
+    """Each bad input is a usage error (exit 2) naming its problem, found before a folder is made: a new output
+    folder is never created, and a finished run's folder, even with --overwrite, keeps every byte."""
+    message, change = BAD_INPUTS[case], _bad_change(case, tmp_path, trained)
+    raw = _config(trained)
+    for section in ("data", "members", "target"):  # a section given replaces the example's (one source each)
+        if section in change:
+            raw[section] = {**({} if section != "target" else raw["target"]), **change[section]}
+    if "defenses" in change:
+        raw["defenses"] = change["defenses"]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(raw))
+    fresh = tmp_path / "fresh"
+    assert main(["evaluate", str(plan), "--out", str(fresh), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and re.search(message, err), err
+    assert not fresh.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name, text in (("results.json", "{}"), ("report.html", "<html></html>"), ("notes.txt", "mine")):
+        (kept / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    assert main(["evaluate", str(plan), "--out", str(kept), "--overwrite", "--no-progress"]) == 2
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before

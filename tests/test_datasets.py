@@ -107,8 +107,24 @@ def test_cifar100_and_svhn(tmp_path):
     (load_svhn, "train_32x32.mat"),
 ])
 def test_missing_files_are_named(tmp_path, loader, expected):
-    with pytest.raises(FileNotFoundError, match=expected):
+    with pytest.raises(FileNotFoundError, match=expected) as caught:
         loader(tmp_path)
+    assert str(caught.value).count(expected) == 1  # the list once, not twice
+    (tmp_path / "train.npz").write_bytes(b"")
+    (tmp_path / "train").write_bytes(b"")
+    (tmp_path / "data_batch_1").write_bytes(b"")
+    (tmp_path / "train_32x32.mat").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="is missing (test|data_batch_2)"):
+        loader(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn"])
+def test_an_empty_data_folder_names_the_layouts_it_may_hold(tmp_path, name):
+    from diffence_plugin.data.datasets import LAYOUTS, load_dataset
+
+    with pytest.raises(FileNotFoundError, match="is empty") as caught:
+        load_dataset(name, tmp_path)
+    assert LAYOUTS[name] in str(caught.value)
 
 
 def test_paper_split_is_seeded_and_disjoint():

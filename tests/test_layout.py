@@ -73,3 +73,21 @@ def test_the_pipeline_steps_sit_at_the_top_of_the_package():
         assert (PACKAGE / wing / "__init__.py").is_file(), wing
     for preset in ("demo", "cifar10-cpu", "cifar10-gpu"):  # presets are data, not drivers
         assert (PACKAGE / "presets" / f"{preset}.toml").is_file(), preset
+
+
+def test_the_core_and_the_evaluation_wing_never_import_the_adapters():
+    """Not even lazily inside a function: ART's attacks and the Ray executor reach the engine through the plugin
+    registries, so evaluation -> adapters -> evaluation is no cycle, hidden or not."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "cli.py":  # the command line may name the adapters it lists
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")] + [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any("adapters" in name.split(".") for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"imports of the adapters: {offenders}"

@@ -148,13 +148,34 @@ def test_a_plugins_attack_and_executor_are_looked_up_by_name(monkeypatch, tmp_pa
     toy = ["members.count=100", "roles.defender=10", "roles.attacker=10", "roles.evaluation=30",
            "roles.population=20", "target.train.epochs=3", "diffusion.steps=5", "diffence.n=2",
            "attacks.references=0", "attacks.art=[]", "attacks.selection_draws=0", "run.bootstrap=20",
-           'attacks.plugins=["max_probability"]', "run.progress=false", f"run.out={json.dumps(str(tmp_path / 'a'))}"]
+           'attacks.plugins=["max_probability", "true_label_probability", "needs_references"]', "run.progress=false",
+           f"run.out={json.dumps(str(tmp_path / 'a'))}"]
     plan = load_preset("demo", toy)
     plan["defenses"] = plan["defenses"][:1]
     rows = run_plan(plan, log=lambda *a: None).results["rows"]
     for row in rows:
-        hit = [a for a in row["attacks"] if a["attack"] == "max_probability"]
-        assert hit and 0.0 <= hit[0]["auc"] <= 1.0 and hit[0]["selection_auc"] is not None
-    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS[:2])
+        for name in ("max_probability", "true_label_probability"):
+            hit = [a for a in row["attacks"] if a["attack"] == name]
+            assert hit and 0.0 <= hit[0]["auc"] <= 1.0 and hit[0]["selection_auc"] is not None
+        assert not [a for a in row["attacks"] if a["attack"] == "needs_references"]  # its needs are not met
+    with pytest.raises(ConfigError, match="'lira' is built in"):
+        load_preset("demo", ['attacks.plugins=["lira"]'])
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS[:-1])
     with pytest.raises(ConfigError, match="no plugin registers an attack 'max_probability'"):
         load_preset("demo", ['attacks.plugins=["max_probability"]'])
+
+
+def test_every_attack_family_is_registered_by_name_and_declares_its_needs():
+    from diffence_plugin.evaluation.families import Needs, as_family
+    from diffence_plugin.plugins import get_attacks
+
+    registry = get_attacks()
+    assert {"threshold", "lira", "rmia", "art"} <= set(registry)
+    assert registry["threshold"]().needs == Needs()
+    assert registry["lira"]().needs == Needs(references=True)
+    assert registry["rmia"]().needs == Needs(references=True, population=True)
+    assert registry["art"](attacks=("bb_rf", "rule_based")).needs == Needs(records=True)
+    with pytest.raises(ValueError, match="unknown attack 'bb_magic'"):
+        registry["art"](attacks=("bb_magic",))
+    with pytest.raises(TypeError, match="neither run.context. nor score"):
+        as_family("broken", object())

@@ -71,7 +71,7 @@ def test_ddim_matches_float64_reference(reconstructor, t, k):
 
 def test_unet_called_once_per_ddim_step_at_the_right_timesteps(reconstructor):
     seen = []
-    hook = reconstructor.unet.register_forward_pre_hook(lambda m, args: seen.append(int(args[1])))
+    hook = reconstructor.unet.register_forward_pre_hook(lambda m, args: seen.append(int(args[1][0])))
     try:
         reconstructor.reconstruct(torch.rand(2, 1, 8, 8), 3, 40, 10, generator=torch.Generator().manual_seed(0))
     finally:
@@ -97,6 +97,63 @@ def test_chunking_does_not_change_results_and_bounds_batch(reconstructor, images
     big = reconstructor.reconstruct(images, 5, 40, 10, noise=noise, max_batch=1000)
     torch.testing.assert_close(small, big, atol=1e-5, rtol=1e-5)
     assert max(sizes) <= 7
+
+
+def test_the_cpu_unet_chunk_leaves_every_candidate_and_release_bit_identical(classifier, monkeypatch):
+    """The library runs the UNet a cache-sized chunk at a time on a CPU (faster than one large call); against
+    one call of all 1,600 images, chunks of 64 and 32 images give the same bits in candidates and releases."""
+    from diffence_plugin import Diffence, reconstruct
+
+    model = make_reconstructor(seed=4)
+    x = torch.round(torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 16) / 16
+    results = {}
+    for chunk in (2048, 64, 32):
+        monkeypatch.setattr(reconstruct, "CPU_UNET_PIXELS", chunk * 8 * 8)
+        sizes = []
+        hook = model.unet.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+        try:
+            defense = Diffence(model, n=8, t=40, k=10, scenario=3, seed=0x5EED_0F_CA11, levels=16, max_batch=2048)
+            cands = defense.candidates(classifier, x)
+        finally:
+            hook.remove()
+        assert max(sizes) == min(chunk, 1600)
+        results[chunk] = (cands.candidate_log_probs, defense.release(cands).probs)
+    for chunk in (64, 32):
+        assert all(torch.equal(a, b) for a, b in zip(results[chunk], results[2048])), chunk
+
+
+def test_reconstructions_leave_inference_mode(reconstructor, images):
+    """The UNet runs under inference_mode, yet what it returns is an ordinary tensor that autograd may use."""
+    out = reconstructor.reconstruct(images, 2, 20, 10, generator=torch.Generator().manual_seed(0))
+    assert not out.is_inference()
+    weight = torch.ones((), requires_grad=True)
+    (out * weight).sum().backward()
+    assert weight.grad is not None
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns(images):
+    from diffence_plugin.reconstruct import _cpu_has_bf16
+
+    model = make_reconstructor()
+    if _cpu_has_bf16():
+        pytest.skip("this CPU computes bf16 in hardware")
+    with pytest.warns(RuntimeWarning, match="bf16 autocast on a CPU without bf16 units"):
+        model.reconstruct(images[:1], 1, 10, 10, generator=torch.Generator().manual_seed(0), autocast=torch.bfloat16)
+
+
+def test_a_compiled_reconstructor_is_reproducible_close_to_eager_and_stays_in_its_process(images):
+    """torch.compile (frozen weights): the same bits on every call, within float rounding of eager, and a
+    pickled copy (a worker's) carries the eager model only."""
+    import pickle
+
+    model = make_reconstructor(seed=5)
+    noise = torch.randn(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    eager = model.reconstruct(images, 2, 20, 10, noise=noise)
+    model.compile()
+    first = model.reconstruct(images, 2, 20, 10, noise=noise)
+    assert torch.equal(first, model.reconstruct(images, 2, 20, 10, noise=noise))
+    torch.testing.assert_close(first, eager, atol=1e-4, rtol=0)
+    assert pickle.loads(pickle.dumps(model))._forward is None
 
 
 def test_generator_makes_runs_reproducible(reconstructor, images):

@@ -29,8 +29,10 @@ class ImageDataset:
 
 def _require(folder: Path, names: list[str], what: str) -> None:
     missing = [n for n in names if not (folder / n).is_file()]
+    if len(missing) == len(names):
+        raise FileNotFoundError(f"{what}: {str(folder)!r} holds none of its files ({', '.join(names)})")
     if missing:
-        raise FileNotFoundError(f"{what}: {str(folder)!r} is missing {', '.join(missing)} (expected {', '.join(names)})")
+        raise FileNotFoundError(f"{what}: {str(folder)!r} is missing {', '.join(missing)}")
 
 
 def _to_float(images_nhwc: np.ndarray) -> np.ndarray:
@@ -157,6 +159,9 @@ def load_dataset(name: str, folder: str | Path) -> ImageDataset:
     if name in LAYOUTS and not folder.is_dir():
         raise FileNotFoundError(f"data folder {str(folder)!r} does not exist; {name} is read from a folder "
                                 f"holding {LAYOUTS[name]}")
+    if name in LAYOUTS and not any(folder.iterdir()):
+        raise FileNotFoundError(f"data folder {str(folder)!r} is empty; {name} is read from a folder holding "
+                                f"{LAYOUTS[name]}")
     if name == "cifar10":
         return load_cifar10_npz(folder) if (folder / "train.npz").exists() else load_cifar10_batches(folder)
     if name == "cifar100":

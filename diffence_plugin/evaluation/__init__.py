@@ -9,7 +9,7 @@ and reports.
 - ``threshold``: Song & Mittal's threshold attacks with per-class thresholds;
 - ``lira``, ``rmia``: the reference-model attacks; ``references``: training and caching reference models;
 - ``releases``: what each defense releases; ``attacker``: the attacker's reference answers and its copies of
-  the defenses; ``attacks``: every attack on one release (``evaluate_defense``); ``report``: tables, plots
+  the defenses; ``attacks``: the built-in attacks' scoring; ``families``: the one attack interface and every attack on one release (``evaluate_defense``); ``report``: tables, plots
   and the HTML report.
 """
 

@@ -11,7 +11,7 @@ take back from a defense.
   this is what it cannot hide, whatever its randomness.
 
 The scores these produce go through the same protocol as every other attack (fit, select, evaluation
-records; ``attacks.evaluate_defense``); ``recovery`` compares an adaptive attack with the single query.
+records; ``families.evaluate_defense``); ``recovery`` compares an adaptive attack with the single query.
 """
 
 from __future__ import annotations

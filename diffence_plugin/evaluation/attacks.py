@@ -1,27 +1,23 @@
-"""Every attack against one defense's releases, under the audit's protocol: fitted on the attacker's first
-half of known records, chosen on its second half, measured on the evaluation records (``evaluate_defense``),
-with changes from the undefended row (``compare_to``) and the spread over Diffence's selection draws."""
+"""The scoring of the built-in attacks on one defense's releases, under the audit's protocol: fitted on the
+attacker's first half of known records, chosen on its second half, measured on the evaluation records
+(``scored_attack``); the row they make (``DefenseRow``) and its change from the undefended row
+(``compare_to``). ``families`` puts them behind the one attack interface."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score
 
-from ..data.models import reinitialised
-from ..defense import Diffence
-from ..outputs import Candidates
-from .attacker import AttackerView, shadow_pool
+from .attacker import AttackerView
 from .lira import LIRA_VARIANTS, logit_confidence
-from .metrics import (AttackResult, accuracy, auc_difference, choose_best, fit_threshold, membership_metrics,
+from .metrics import (AttackResult, auc_difference, choose_best, fit_threshold, membership_metrics,
                       tpr_difference)
 from .protocol import MembershipSplit
-from .releases import Released, onehot, release_all
+from .releases import Released
 from .rmia import RMIA, fit_offline_a
 from .threshold import threshold_attacks
-from .utility import utility_metrics
 
 
 @dataclass
@@ -83,10 +79,10 @@ def _gather(table: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
     return np.stack([table[int(i)] for i in indices])
 
 
-def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *,
-                      flipped: tuple[Released, AttackerView] | None = None, seed: int = 0,
-                      bootstrap: int = 1000) -> list[AttackResult]:
-    """LiRA (four variants) and RMIA (online, and offline with ``a`` fitted on the attacker's references).
+def lira_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *,
+                 flipped: tuple[Released, AttackerView] | None = None, seed: int = 0,
+                 bootstrap: int = 1000) -> list[AttackResult]:
+    """LiRA's four variants on the attacker's reference models (``view``).
 
     ``flipped`` holds the same releases and reference answers for horizontally flipped queries (``hflip``);
     with it, four more LiRA variants (``..._flip``) add the two views' log-likelihood ratios, as the LiRA
@@ -110,25 +106,42 @@ def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit,
     for both in (False, True) if flipped is not None else (False,):
         for lira in LIRA_VARIANTS:
             results.append(scored_attack(lira.name + ("_flip" if both else ""),
-                                   lambda idx, lira=lira, both=both: lira_scores(lira, idx, both), sets, seed,
-                                   bootstrap))
-
-    if len(sets.population):
-        zpos = view.positions(sets.population)
-        target_z = _true_probs(_gather(table, sets.population), y[sets.population])
-        refs_z = _true_probs(view.probs[:, zpos], y[sets.population])
-        in_z = view.in_mask[:, zpos]
-        own = view.positions(np.concatenate([*sets.fit, *sets.select]))
-        own_y = y[view.universe[own]]
-        a = fit_offline_a(_true_probs(view.probs[:, own], own_y), view.in_mask[:, own], refs_z, in_z)
-        for rmia in (RMIA(), RMIA(offline_a=a)):
-            def rmia_scores(indices, rmia=rmia):
-                pos = view.positions(indices)
-                return rmia.score(_true_probs(_gather(table, indices), y[indices]),
-                                  _true_probs(view.probs[:, pos], y[indices]), view.in_mask[:, pos],
-                                  target_z, refs_z, in_z)
-            results.append(scored_attack(rmia.name, rmia_scores, sets, seed, bootstrap))
+                                         lambda idx, lira=lira, both=both: lira_scores(lira, idx, both), sets, seed,
+                                         bootstrap))
     return results
+
+
+def rmia_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *, seed: int = 0,
+                 bootstrap: int = 1000) -> list[AttackResult]:
+    """RMIA online, and offline with ``a`` fitted on the attacker's references; none without population records."""
+    sets = Sets.of(split)
+    if not len(sets.population):
+        return []
+    table = _by_index(released, split)
+    zpos = view.positions(sets.population)
+    target_z = _true_probs(_gather(table, sets.population), y[sets.population])
+    refs_z = _true_probs(view.probs[:, zpos], y[sets.population])
+    in_z = view.in_mask[:, zpos]
+    own = view.positions(np.concatenate([*sets.fit, *sets.select]))
+    own_y = y[view.universe[own]]
+    a = fit_offline_a(_true_probs(view.probs[:, own], own_y), view.in_mask[:, own], refs_z, in_z)
+    results = []
+    for rmia in (RMIA(), RMIA(offline_a=a)):
+        def rmia_scores(indices, rmia=rmia):
+            pos = view.positions(indices)
+            return rmia.score(_true_probs(_gather(table, indices), y[indices]),
+                              _true_probs(view.probs[:, pos], y[indices]), view.in_mask[:, pos],
+                              target_z, refs_z, in_z)
+        results.append(scored_attack(rmia.name, rmia_scores, sets, seed, bootstrap))
+    return results
+
+
+def reference_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view: AttackerView, *,
+                      flipped: tuple[Released, AttackerView] | None = None, seed: int = 0,
+                      bootstrap: int = 1000) -> list[AttackResult]:
+    """LiRA (``lira_attacks``) and RMIA (``rmia_attacks``) on the same reference models."""
+    return (lira_attacks(released, y, split, view, flipped=flipped, seed=seed, bootstrap=bootstrap)
+            + rmia_attacks(released, y, split, view, seed=seed, bootstrap=bootstrap))
 
 
 def _true_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -161,71 +174,12 @@ def threshold_suite(released: Released, y: np.ndarray, split: MembershipSplit, *
     return threshold_attacks(*pairs, seed=seed, bootstrap=bootstrap)
 
 
-def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, estimator, target, model,
-              attacks: tuple[str, ...], defended: bool, shadow_answer=None, seed: int = 0) -> list[AttackResult]:
-    """ART's attacks. ``estimator`` answers through the defense; ``target`` is the undefended ART classifier.
-
-    The shadow-model attack trains shadows of the target's own architecture on ``shadow_pool``; they answer
-    through ``shadow_answer`` (e.g. a ``ShadowDiffence``: defense-aware) or, when it is None, undefended.
-    The rule-based attack sees labels only, which Diffence keeps: it is run on undefended rows.
-    """
-    from ..adapters import art_attacks
-
-    sets, table = Sets.of(split), _by_index(released, split)
-    nb_classes = target.nb_classes
-
-    def data(idx):
-        return art_attacks.AttackData(x[idx], onehot(y[idx], nb_classes), _gather(table, idx))
-
-    fit, select, evaluation = ((data(a), data(b)) for a, b in (sets.fit, sets.select, sets.evaluation))
-    results = []
-    for attack in attacks:
-        if attack in art_attacks.BLACK_BOX:
-            results.append(art_attacks.black_box(estimator, attack, fit, select, evaluation, seed=seed))
-        elif attack == "shadow_models":
-            pool = shadow_pool(split, 2 * len(split.members))
-            shadow = art_attacks.AttackData(x[pool], onehot(y[pool], nb_classes))
-            template = art_attacks.probability_classifier(reinitialised(model, seed), target.input_shape,
-                                                          nb_classes)
-            results.append(art_attacks.shadow_models(estimator, template, shadow, select, evaluation,
-                                                     answer=shadow_answer, seed=seed))
-        elif attack == "rule_based" and not defended:
-            results.append(art_attacks.rule_based(target, select, evaluation, seed=seed))
-        elif attack not in ("rule_based",):
-            raise ValueError(f"unknown ART attack {attack!r}; choose from {sorted(art_attacks.BLACK_BOX)}, "
-                             "shadow_models, rule_based")
-    return results
-
-
 def plugin_suite(released: Released, y: np.ndarray, split: MembershipSplit, attacks: dict, *, seed: int = 0,
                  bootstrap: int = 1000) -> list[AttackResult]:
     """Plugins' attacks (``name -> object with score(released, labels)``) under the audit's protocol."""
     sets, table = Sets.of(split), _by_index(released, split)
     return [scored_attack(name, lambda idx, a=attack: a.score(_gather(table, idx), y[idx]), sets, seed, bootstrap)
             for name, attack in attacks.items()]
-
-
-def evaluate_defense(name: str, released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, *,
-                     view: AttackerView | None = None, flipped: tuple[Released, AttackerView] | None = None,
-                     art: dict | None = None, kept: float = 1.0, seed: int = 0, bootstrap: int = 1000,
-                     threshold: bool = True, plugins: dict | None = None) -> DefenseRow:
-    """All attacks on one defense's releases; ``art`` holds ``art_suite``'s keyword arguments (or None), and
-    ``flipped`` the releases and reference answers on flipped queries (see ``reference_attacks``);
-    ``threshold`` False leaves out the threshold attacks (the label-only floor among them); ``plugins`` are
-    plugins' attacks by name (``plugin_suite``)."""
-    results = threshold_suite(released, y, split, seed=seed, bootstrap=bootstrap) if threshold else []
-    if plugins:
-        results += plugin_suite(released, y, split, plugins, seed=seed, bootstrap=bootstrap)
-    if view is not None:
-        results += reference_attacks(released, y, split, view, flipped=flipped, seed=seed, bootstrap=bootstrap)
-    if art is not None:
-        results += art_suite(released, x, y, split, seed=seed, **art)
-    utility = {side: utility_metrics(released[role], y[getattr(split, role)], seed=seed, bootstrap=bootstrap)
-               for side, role in (("nonmembers", "eval_nonmembers"), ("members", "eval_members"))}
-    return DefenseRow(defense=name, train_accuracy=accuracy(released["eval_members"], y[split.eval_members]),
-                      test_accuracy=accuracy(released["eval_nonmembers"], y[split.eval_nonmembers]),
-                      best=choose_best(results), attacks=results, labels_kept=kept,
-                      reference_aware=None if view is None else view.aware, utility=utility)
 
 
 def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
@@ -243,28 +197,3 @@ def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
             if tpr is not None:
                 out[key]["tpr@0.01_change"], out[key]["tpr_ci"] = tpr[0], list(tpr[1])
     return out
-
-
-def selection_spread(defense: Diffence, cands: dict[str, Candidates], y: np.ndarray, split: MembershipSplit,
-                     view: AttackerView | None, draws: int, seed: int = 0, post=None) -> dict:
-    """Mean and sd, over ``draws`` fresh selection draws (reconstructions fixed), of the chosen attack's AUC
-    and of LiRA's AUC and TPR at 1% FPR (threshold, LiRA and RMIA attacks; no intervals inside).
-
-    ``post(role, probs)``, if given, is applied to every release, for a post-processing defense stacked on
-    Diffence (e.g. HAMP's output modification).
-    """
-    figures: dict[str, list[float]] = {"best_auc": [], "lira_auc": [], "lira_tpr@0.01": []}
-    for draw in range(draws):
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, draw]).generate_state(1)[0]))
-        released = release_all(defense, {r: c.redraw(gen) for r, c in cands.items()})
-        if post is not None:
-            released = {r: post(r, p) for r, p in released.items()}
-        row = evaluate_defense("draw", released, None, y, split, view=view, seed=seed, bootstrap=0)
-        figures["best_auc"].append(row.best.auc)
-        lira = row.attack("lira")
-        if lira is not None:
-            figures["lira_auc"].append(lira.auc)
-            if lira.tpr.get(0.01) is not None:
-                figures["lira_tpr@0.01"].append(lira.tpr[0.01])
-    return {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "draws": len(v)}
-            for k, v in figures.items() if v}

@@ -10,7 +10,7 @@ presets); benchmarks and examples call ``run_plan`` or its stages. The stages, e
 3. arm the attacker: reference models trained like the target, and for every defense the attacker's copy
    of it (``attacker_view``): Diffence on the attacker's own DDPM with the same public settings, a
    post-inference stage rebuilt and fitted on the attacker's own records, a pipeline stage by stage.
-4. attack: the threshold attacks, LiRA, RMIA and ART's attacks on every release (``attacks.evaluate_defense``),
+4. attack: the threshold attacks, LiRA, RMIA and ART's attacks on every release (``families.evaluate_defense``),
    the attacker's choice made on its own records, changes with paired intervals, selection-draw spread and,
    with ``[attacks].defense_seeds``, the spread over further defense seeds.
 5. write: ``results.json`` (the shareable plan, metrics, timings, machine), plots and ``report.html``.
@@ -35,7 +35,8 @@ from .prepare import (Prepared, build_split, check_target, load_data, load_targe
 from .stages import Stages, claim_folder, make_folder, stage_key
 from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence_view, post_view,
                        reference_candidates, shadow_pool, undefended_view)
-from .attacks import compare_to, evaluate_defense, selection_spread
+from .attacks import compare_to
+from .families import evaluate_defense, plan_families, selection_spread
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
 RESULTS_FORMAT = "diffence-results-v1"
@@ -172,9 +173,10 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
     if "path" in d:
         log(f"[2/6] the defender's diffusion model from {d['path']}")
         try:
-            return Reconstructor.from_pretrained(d["path"], placement(plan)["device"])
+            ddpm = Reconstructor.from_pretrained(d["path"], placement(plan)["device"])
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(f"[diffusion].path: {exc}") from exc
+        return ddpm.compile() if plan["run"]["compile"] else ddpm
     budget = f", at most {d['seconds']:.0f} s" if d.get("seconds") else ""
     with phase(f"[2/6] training the DDPM on the same members ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
                timings, "ddpm_s", log):
@@ -184,6 +186,8 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
         ddpm = stages.ddpm("defender-ddpm", key, lambda: train_ddpm(plan, prep.x[prep.split.members], config,
                                                                      plan["run"]["seed"], d["steps"], d["max_timestep"],
                                                                      progress, d["kind"]), placement(plan)["device"])
+    if plan["run"]["compile"]:
+        ddpm.compile()
     runs = [m.training for m in ddpm.models] if hasattr(ddpm, "models") else [ddpm.training]
     log(f"      {d['kind']}: " + "; ".join(f"{r['steps']} DDPM steps ({r['stopped']})" for r in runs))
     prep.training["defender_ddpm"] = runs[0] if len(runs) == 1 else {"kind": d["kind"], "models": runs}
@@ -402,6 +406,8 @@ class AttackerDiffence:
                                     lambda: train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit,
                                                        run["progress"]), placement(plan)["device"])
             self.armed.training.setdefault("attacker_ddpm", ddpm.training)
+            if run["compile"]:
+                ddpm.compile()
             mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(run["seed"] + 1)}, progress=run["progress"],
                             autocast=defense.autocast)
             images = {q: mine.reconstructions(torch.from_numpy(xq[self.universe])) for q, xq in self.queries.items()}
@@ -468,36 +474,24 @@ def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log
 # ---- stage 4 -----------------------------------------------------------------------------------------------
 
 class Attacks:
-    """Everything the attacks on one release need besides the release: ART's estimators and the views."""
+    """The attack families a plan turns on (``families.plan_families``), built once, and the attacker's views
+    and shadows they use on each release."""
 
     def __init__(self, plan: dict, prep: Prepared, armed: Armed) -> None:
-        from ..adapters import art_attacks
-
-        from ..plugins import get_attacks
-
         self.plan, self.prep, self.armed = plan, prep, armed
-        self.target = (art_attacks.probability_classifier(prep.model, tuple(prep.x.shape[1:]), prep.nb_classes)
-                       if plan["attacks"]["art"] else None)
-        registry = get_attacks() if plan["attacks"]["plugins"] else {}
-        self.plugins = {name: registry[name]() for name in plan["attacks"]["plugins"]}
+        self.families = plan_families(plan)
 
     def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None):
         """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals."""
-        from ..adapters.art import DefendedClassifier
-
-        attacks, run, prep = self.plan["attacks"], self.plan["run"], self.prep
-        art = None
-        if self.target is not None:
-            estimator = DefendedClassifier(self.target, defense.pipeline) if defense is not None else self.target
-            art = dict(estimator=estimator, target=self.target, model=prep.model, attacks=tuple(attacks["art"]),
-                       defended=defense is not None, shadow_answer=self.armed.shadows.get(label))
+        run, prep = self.plan["run"], self.prep
         view = self.armed.views.get("", {}).get(label)
         flip = None
         if flipped is not None and view is not None:
             flip = (flipped, self.armed.views["flip"][label])
-        return evaluate_defense(label, released, prep.x, prep.y, prep.split, view=view, flipped=flip, art=art,
-                                kept=kept, seed=run["seed"], bootstrap=run["bootstrap"], threshold=attacks["threshold"],
-                                plugins=self.plugins)
+        return evaluate_defense(label, released, prep.x, prep.y, prep.split, view=view, flipped=flip,
+                                families=self.families, kept=kept, seed=run["seed"], bootstrap=run["bootstrap"],
+                                pipeline=defense.pipeline if defense is not None else None, model=prep.model,
+                                nb_classes=prep.nb_classes, shadow_answer=self.armed.shadows.get(label))
 
 
 def attack(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, timings: dict) -> list:
@@ -582,7 +576,7 @@ def settings_summary(plan: dict) -> dict:
 
 
 def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
-                  timings: dict, start: float, out: Path) -> dict:
+                  timings: dict, start: float, out: Path, load: dict | None = None) -> dict:
     """Stage 5: ``results.json``, the plots and ``report.html``; returns the results."""
     from .report import machine, write_report
 
@@ -592,7 +586,7 @@ def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, 
                "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                **({"defense_seeds": noise} if noise else {}), "timings": timings,
-               "seconds": time.perf_counter() - start, "machine": machine()}
+               "seconds": time.perf_counter() - start, "machine": {**machine(), "at_start": load}}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     write_report(results, defended.released[""], {r: prep.y[getattr(prep.split, r)] for r in roles_of(prep.split)},
                  out)
@@ -626,6 +620,7 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
     names, local or Ray); the results do not depend on which.
     """
     from .executor import get_executor
+    from .report import describe_load, machine_load
 
     start, log, timings, run = time.perf_counter(), log or logger.info, {}, plan["run"]
     out = Path(run["out"])
@@ -636,6 +631,8 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
     if mode == "resume":
         log(f"resuming the unfinished run in {out}: its trained models are reused")
     write_record(plan, out)
+    load = machine_load()
+    log(describe_load(load))
     prep = prepare(plan, log, timings, inputs, Stages(out))
     threads = run["threads"] or torch.get_num_threads()
     executor = executor or get_executor(run["executor"], address=run["address"] or None, threads=threads,
@@ -646,5 +643,5 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
     rows = attack(plan, prep, defended, suite, log, timings)
     noise = defense_seed_spread(plan, prep, defended, suite, rows, log, timings)
     with phase("[6/6] writing results", timings, "report_s", log):
-        results = write_results(plan, prep, defended, armed, rows, noise, timings, start, out)
+        results = write_results(plan, prep, defended, armed, rows, noise, timings, start, out, load)
     return Run(results=results, out=out)

@@ -33,7 +33,10 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all), ``selection_draws``,
   ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
-  ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch``, ``device`` ("auto", "cpu", "cuda"), ``defense_seed``
+  ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch`` (a cap on
+  images per model call; a CPU runs the UNet 64 at a time below it), ``compile`` (``torch.compile`` the DDPMs:
+  faster on long runs after a first-call cost, see ``Reconstructor.compile``), ``device`` ("auto", "cpu",
+  "cuda"), ``defense_seed``
   ("secret": drawn with ``secrets`` and recorded; "derived": from ``[run].seed``, public, for published
   demos only).
 """
@@ -57,7 +60,8 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
                 "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
                 "defense_seeds": int, "plugins": list},
     "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
-            "address": str, "threads": int, "shard_size": int, "max_batch": int, "device": str, "defense_seed": str},
+            "address": str, "threads": int, "shard_size": int, "max_batch": int, "compile": bool, "device": str,
+            "defense_seed": str},
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {},
@@ -70,7 +74,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
             "executor": "local", "address": "", "threads": 0, "shard_size": 256, "max_batch": 1024,
-            "device": "cpu", "defense_seed": "secret"},
+            "compile": False, "device": "cpu", "defense_seed": "secret"},
 }
 RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
                "options": dict, "factory": str}

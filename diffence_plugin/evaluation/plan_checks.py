@@ -193,18 +193,22 @@ def _check_attacks(plan: dict) -> None:
     if "attacker_ddpm_steps" in attacks and attacks["attacker_ddpm_steps"] < 1:
         raise ConfigError(f"[attacks].attacker_ddpm_steps must be >= 1, got {attacks['attacker_ddpm_steps']}")
     from ..plugins import get_attacks
+    from .families import BUILTIN
 
-    registered = sorted(get_attacks())
+    registry = get_attacks()
+    plugins = sorted(set(registry) - set(BUILTIN))
     for name in attacks["plugins"]:
-        if name not in registered:
+        if name in BUILTIN:
+            raise ConfigError(f"[attacks].plugins: {name!r} is built in; it is turned on by [attacks]."
+                              f"{'references' if name in ('lira', 'rmia') else name}")
+        if name not in registry:
             raise ConfigError(f"[attacks].plugins: no plugin registers an attack {name!r}; registered: "
-                              f"{registered or 'none'}")
-    from ..adapters.art_attacks import BLACK_BOX
-
-    valid_art = sorted(BLACK_BOX) + ["rule_based", "shadow_models"]
-    for name in attacks["art"]:
-        if name not in valid_art:
-            raise ConfigError(f"[attacks].art: unknown attack {name!r}; valid: {valid_art}")
+                              f"{plugins or 'none'}")
+    if attacks["art"]:
+        try:
+            registry["art"](attacks=tuple(attacks["art"]))
+        except ValueError as exc:
+            raise ConfigError(f"[attacks].art: {exc}") from exc
 
 
 def _check_run(run: dict) -> None:

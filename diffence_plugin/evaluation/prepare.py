@@ -44,6 +44,10 @@ def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
 
         loaded = load_dataset(data["dataset"], data["folder"])
         x, y, test = loaded.x_train, loaded.y_train, (loaded.x_test, loaded.y_test)
+    shape = np.shape(x)
+    if len(shape) == 4 and shape[1] not in (1, 3) and shape[-1] in (1, 3):
+        raise ConfigError(f"[data] x has shape {shape}, which looks channels-last (N, H, W, C); images must be "
+                          "(N, C, H, W): transpose them with x.transpose(0, 3, 1, 2)")
     try:
         x = as_image_batch(x, "[data] x").numpy()
     except (TypeError, ValueError) as exc:

@@ -1,5 +1,6 @@
-"""Built-in defenses, registered like any other plugin: training-time (none, DP-SGD, RelaxLoss, HAMP, SELENA,
-AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification, labels only)."""
+"""Built-ins, registered like any other plugin: defenses at training time (none, DP-SGD, RelaxLoss, HAMP,
+SELENA, AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification, labels
+only); the attack families threshold, LiRA and RMIA (ART's come from its adapter); the local executor."""
 
 from __future__ import annotations
 
@@ -49,6 +50,22 @@ def diffence_register_post_inference(register):
     register("memguard", MemGuard)
     register("hamp_output", HAMPOutput)
     register("labels_only", LabelsOnly)
+
+
+def _family(name: str):
+    def factory():
+        from ..evaluation import families
+
+        return {"threshold": families.ThresholdFamily, "lira": families.LiRAFamily,
+                "rmia": families.RMIAFamily}[name]()
+    factory.__name__ = f"{name}_family"
+    return factory
+
+
+@hookimpl
+def diffence_register_attacks(register):
+    for name in ("threshold", "lira", "rmia"):
+        register(name, _family(name))
 
 
 def _local_executor(address=None, threads: int = 1, progress: bool = True):  # address: for remote executors

@@ -14,7 +14,8 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "diffence_plugin"
 LOAD_PLUGINS_ENV = "DIFFENCE_LOAD_PLUGINS"
-DEFAULT_PLUGINS = ("diffence_plugin.plugins.builtin", "diffence_plugin.adapters.ray_plugin")
+DEFAULT_PLUGINS = ("diffence_plugin.plugins.builtin", "diffence_plugin.adapters.ray_plugin",
+                   "diffence_plugin.adapters.attack_plugin")
 STAGES = ("training", "pre_inference", "post_inference")
 
 
@@ -86,7 +87,8 @@ def _registry(hook: pluggy.HookCaller, what: str) -> dict[str, Callable[..., Any
 
 
 def get_attacks(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
-    """Every membership attack a plugin registered (``diffence_register_attacks``), by name."""
+    """Every membership attack family registered (``diffence_register_attacks``: threshold, lira, rmia, art
+    and the plugins' own), by name; ``evaluation.families.as_family`` makes each a family."""
     return _registry((pm or get_plugin_manager()).hook.diffence_register_attacks, "attack")
 
 
