@@ -7,7 +7,7 @@ import numpy as np
 
 from diffence_plugin.data.models import reinitialised
 from diffence_plugin.evaluation.attacker import shadow_pool
-from diffence_plugin.evaluation.attacks import Sets, _by_index, _gather
+from diffence_plugin.evaluation.attacks import Sets, gather, released_by_index
 from diffence_plugin.evaluation.families import Context, Needs
 from diffence_plugin.evaluation.metrics import AttackResult
 from diffence_plugin.evaluation.protocol import MembershipSplit
@@ -54,11 +54,11 @@ def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: Membershi
     through ``shadow_answer`` (e.g. a ``ShadowDiffence``: defense-aware) or, when it is None, undefended.
     The rule-based attack sees labels only, which Diffence keeps: it is run on undefended rows.
     """
-    sets, table = Sets.of(split), _by_index(released, split)
+    sets, table = Sets.of(split), released_by_index(released, split)
     nb_classes = target.nb_classes
 
     def data(idx):
-        return AttackData(x[idx], onehot(y[idx], nb_classes), _gather(table, idx))
+        return AttackData(x[idx], onehot(y[idx], nb_classes), gather(table, idx))
 
     fit, select, evaluation = ((data(a), data(b)) for a, b in (sets.fit, sets.select, sets.evaluation))
     results = []

@@ -3,7 +3,7 @@ with ``score(released, labels)`` and two families behind the attack interface (`
 
 import numpy as np
 
-from diffence_plugin.evaluation.attacks import Sets, _by_index, _gather, scored_attack
+from diffence_plugin.evaluation.attacks import Sets, gather, released_by_index, scored_attack
 from diffence_plugin.evaluation.families import Needs
 from diffence_plugin.plugins import hookimpl
 
@@ -21,8 +21,8 @@ class TrueLabelProbability:
     name, needs = "true_label_probability", Needs()
 
     def run(self, context):
-        table = _by_index(context.released, context.split)
-        return [scored_attack(self.name, lambda idx: _gather(table, idx)[np.arange(len(idx)), context.y[idx]],
+        table = released_by_index(context.released, context.split)
+        return [scored_attack(self.name, lambda idx: gather(table, idx)[np.arange(len(idx)), context.y[idx]],
                               Sets.of(context.split), context.seed, context.bootstrap)]
 
 

@@ -66,8 +66,8 @@ class Sets:
         return cls(fit, select, (split.eval_members, split.eval_nonmembers), split.population)
 
 
-def _by_index(released: Released, split: MembershipSplit) -> dict[int, np.ndarray]:
-    """Map each queried dataset index to its released vector."""
+def released_by_index(released: Released, split: MembershipSplit) -> dict[int, np.ndarray]:
+    """Map each queried dataset index to its released vector (``gather`` reads it back in any order)."""
     table = {}
     for role, probs in released.items():
         for i, row in zip(getattr(split, role), probs):
@@ -75,7 +75,8 @@ def _by_index(released: Released, split: MembershipSplit) -> dict[int, np.ndarra
     return table
 
 
-def _gather(table: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+def gather(table: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+    """The (S, K) released vectors of dataset ``indices`` from a ``released_by_index`` table."""
     return np.stack([table[int(i)] for i in indices])
 
 
@@ -89,17 +90,17 @@ def lira_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view
     paper does for natural images. The attacker chooses among all variants on its own records.
     """
     sets = Sets.of(split)
-    table = _by_index(released, split)
-    flip_table = _by_index(flipped[0], split) if flipped is not None else None
+    table = released_by_index(released, split)
+    flip_table = released_by_index(flipped[0], split) if flipped is not None else None
     results = []
 
     def lira_scores(lira, indices, both):
         pos = view.positions(indices)
-        target = logit_confidence(_gather(table, indices), y[indices])
+        target = logit_confidence(gather(table, indices), y[indices])
         refs = logit_confidence(view.probs[:, pos], y[indices])
         if both:
             fpos = flipped[1].positions(indices)
-            target = np.stack([target, logit_confidence(_gather(flip_table, indices), y[indices])], axis=-1)
+            target = np.stack([target, logit_confidence(gather(flip_table, indices), y[indices])], axis=-1)
             refs = np.stack([refs, logit_confidence(flipped[1].probs[:, fpos], y[indices])], axis=-1)
         return lira.score(target, refs, view.in_mask[:, pos])
 
@@ -117,9 +118,9 @@ def rmia_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view
     sets = Sets.of(split)
     if not len(sets.population):
         return []
-    table = _by_index(released, split)
+    table = released_by_index(released, split)
     zpos = view.positions(sets.population)
-    target_z = _true_probs(_gather(table, sets.population), y[sets.population])
+    target_z = _true_probs(gather(table, sets.population), y[sets.population])
     refs_z = _true_probs(view.probs[:, zpos], y[sets.population])
     in_z = view.in_mask[:, zpos]
     own = view.positions(np.concatenate([*sets.fit, *sets.select]))
@@ -129,7 +130,7 @@ def rmia_attacks(released: Released, y: np.ndarray, split: MembershipSplit, view
     for rmia in (RMIA(), RMIA(offline_a=a)):
         def rmia_scores(indices, rmia=rmia):
             pos = view.positions(indices)
-            return rmia.score(_true_probs(_gather(table, indices), y[indices]),
+            return rmia.score(_true_probs(gather(table, indices), y[indices]),
                               _true_probs(view.probs[:, pos], y[indices]), view.in_mask[:, pos],
                               target_z, refs_z, in_z)
         results.append(scored_attack(rmia.name, rmia_scores, sets, seed, bootstrap))
@@ -169,16 +170,16 @@ def scored_attack(name: str, score, sets: Sets, seed: int = 0, bootstrap: int = 
 def threshold_suite(released: Released, y: np.ndarray, split: MembershipSplit, *, seed: int = 0,
                     bootstrap: int = 1000) -> list[AttackResult]:
     """The threshold attacks on one defense's releases (fit / select / evaluation as in ``Sets``)."""
-    sets, table = Sets.of(split), _by_index(released, split)
-    pairs = [tuple((_gather(table, idx), y[idx]) for idx in pair) for pair in (sets.fit, sets.select, sets.evaluation)]
+    sets, table = Sets.of(split), released_by_index(released, split)
+    pairs = [tuple((gather(table, idx), y[idx]) for idx in pair) for pair in (sets.fit, sets.select, sets.evaluation)]
     return threshold_attacks(*pairs, seed=seed, bootstrap=bootstrap)
 
 
 def plugin_suite(released: Released, y: np.ndarray, split: MembershipSplit, attacks: dict, *, seed: int = 0,
                  bootstrap: int = 1000) -> list[AttackResult]:
     """Plugins' attacks (``name -> object with score(released, labels)``) under the audit's protocol."""
-    sets, table = Sets.of(split), _by_index(released, split)
-    return [scored_attack(name, lambda idx, a=attack: a.score(_gather(table, idx), y[idx]), sets, seed, bootstrap)
+    sets, table = Sets.of(split), released_by_index(released, split)
+    return [scored_attack(name, lambda idx, a=attack: a.score(gather(table, idx), y[idx]), sets, seed, bootstrap)
             for name, attack in attacks.items()]
 
 

@@ -166,6 +166,11 @@ def _needs_defender_ddpm(plan: dict) -> bool:
     return any("diffence" in d["name"] and "path" not in d["options"]["diffence"] for d in plan["defenses"])
 
 
+def _compiled(plan: dict, ddpm):
+    """``ddpm``, compiled when ``[run].compile`` asks for it (``Reconstructor.compile``)."""
+    return ddpm.compile() if plan["run"]["compile"] else ddpm
+
+
 def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: bool, stages: Stages):
     from ..reconstruct import Reconstructor
 
@@ -176,7 +181,7 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
             ddpm = Reconstructor.from_pretrained(d["path"], placement(plan)["device"])
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(f"[diffusion].path: {exc}") from exc
-        return ddpm.compile() if plan["run"]["compile"] else ddpm
+        return _compiled(plan, ddpm)
     budget = f", at most {d['seconds']:.0f} s" if d.get("seconds") else ""
     with phase(f"[2/6] training the DDPM on the same members ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
                timings, "ddpm_s", log):
@@ -186,8 +191,7 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
         ddpm = stages.ddpm("defender-ddpm", key, lambda: train_ddpm(plan, prep.x[prep.split.members], config,
                                                                      plan["run"]["seed"], d["steps"], d["max_timestep"],
                                                                      progress, d["kind"]), placement(plan)["device"])
-    if plan["run"]["compile"]:
-        ddpm.compile()
+    _compiled(plan, ddpm)
     runs = [m.training for m in ddpm.models] if hasattr(ddpm, "models") else [ddpm.training]
     log(f"      {d['kind']}: " + "; ".join(f"{r['steps']} DDPM steps ({r['stopped']})" for r in runs))
     prep.training["defender_ddpm"] = runs[0] if len(runs) == 1 else {"kind": d["kind"], "models": runs}
@@ -406,8 +410,7 @@ class AttackerDiffence:
                                     lambda: train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit,
                                                        run["progress"]), placement(plan)["device"])
             self.armed.training.setdefault("attacker_ddpm", ddpm.training)
-            if run["compile"]:
-                ddpm.compile()
+            _compiled(plan, ddpm)
             mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(run["seed"] + 1)}, progress=run["progress"],
                             autocast=defense.autocast)
             images = {q: mine.reconstructions(torch.from_numpy(xq[self.universe])) for q, xq in self.queries.items()}
