@@ -41,13 +41,13 @@ class ARTFamily:
             self._model = context.model
         defended = context.pipeline is not None
         estimator = DefendedClassifier(self._target, context.pipeline) if defended else self._target
-        return art_suite(context.released, context.x, context.y, context.split, estimator, self._target,
-                         context.model, self.attacks, defended, shadow_answer=context.shadow_answer,
-                         seed=context.seed)
+        return _art_suite(context.released, context.x, context.y, context.split, estimator, self._target,
+                          context.model, self.attacks, defended, shadow_answer=context.shadow_answer,
+                          seed=context.seed)
 
 
-def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, estimator, target, model,
-              attacks: tuple[str, ...], defended: bool, shadow_answer=None, seed: int = 0) -> list[AttackResult]:
+def _art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: MembershipSplit, estimator, target, model,
+               attacks: tuple[str, ...], defended: bool, shadow_answer=None, seed: int = 0) -> list[AttackResult]:
     """ART's attacks. ``estimator`` answers through the defense; ``target`` is the undefended ART classifier.
 
     The shadow-model attack trains shadows of the target's own architecture on ``shadow_pool``; they answer
@@ -68,15 +68,11 @@ def art_suite(released: Released, x: np.ndarray, y: np.ndarray, split: Membershi
         elif attack == "shadow_models":
             pool = shadow_pool(split, 2 * len(split.members))
             shadow = AttackData(x[pool], onehot(y[pool], nb_classes))
-            template = probability_classifier(reinitialised(model, seed), target.input_shape,
-                                                          nb_classes)
-            results.append(shadow_models(estimator, template, shadow, select, evaluation,
-                                                     answer=shadow_answer, seed=seed))
-        elif attack == "rule_based" and not defended:
+            template = probability_classifier(reinitialised(model, seed), target.input_shape, nb_classes)
+            results.append(shadow_models(estimator, template, shadow, select, evaluation, answer=shadow_answer,
+                                         seed=seed))
+        elif attack == "rule_based" and not defended:  # names are checked by ARTFamily
             results.append(rule_based(target, select, evaluation, seed=seed))
-        elif attack not in ("rule_based",):
-            raise ValueError(f"unknown ART attack {attack!r}; choose from {sorted(BLACK_BOX)}, "
-                             "shadow_models, rule_based")
     return results
 
 

@@ -230,7 +230,8 @@ class Reconstructor:
             t, k: noise step and DDIM stride.
             noise: optional (B, n, C, H, W) standard normal noise; drawn from ``generator`` otherwise.
             max_batch: most images per UNet call; the B * n images go through the UNet in chunks of
-                ``unet_batch(device, max_batch, H * W)`` (64 CIFAR-size images on a CPU), which leaves every output bit-identical.
+                ``unet_batch(device, max_batch, H * W)`` (64 CIFAR-size images on a CPU), which leaves every
+                output bit-identical.
             autocast: optional dtype (e.g. ``torch.bfloat16``) for the UNet on GPUs.
 
         Returns:
@@ -349,7 +350,7 @@ class DualReconstructor(Reconstructor):
             model.compile()
         return self
 
-    def predict_noise(self, sample: torch.Tensor, timestep: int, position: int = 0,
+    def predict_noise(self, sample: torch.Tensor, timestep: int | torch.Tensor, position: int = 0,
                       route: torch.Tensor | None = None, autocast: torch.dtype | None = None) -> torch.Tensor:
         if self.mode == "alternate":
             return self.models[position % 2].predict_noise(sample, timestep, autocast=autocast)
