@@ -14,7 +14,10 @@ import argparse
 import json
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 
@@ -53,8 +56,10 @@ def _plan(load, *arguments, overrides: list[str]):
 def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = False) -> int:
     """Run a plan through the engine and print its tables: every command's last step."""
     if getattr(args, "dry_run", False):
+        from .evaluation.engine import read_inputs
         from .evaluation.plan import describe
 
+        read_inputs(plan)  # the data, the members, a loaded target and the DDPMs' image size: checked, not run
         print(describe(plan))
         return 0
     from .evaluation.stages import claim_folder
@@ -127,15 +132,18 @@ def _load_images(path: str):
 
     if not Path(path).is_file():
         raise UsageError(f"images file {path!r} does not exist")
+    head = Path(path).read_bytes()[:8]
+    if not (head.startswith(b"PK") or head.startswith(b"\x93NUMPY")):
+        raise UsageError(f"images file {path!r} is not a numpy .npy or .npz file: it starts with {head!r}")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"{path!r} holds pickled Python objects (or is not a numpy file); only plain numeric "
-                         "arrays are read, never pickles") from exc
+        raise UsageError(f"{path!r} holds pickled Python objects; only plain numeric arrays are read, never "
+                         "pickles") from exc
     if isinstance(data, np.lib.npyio.NpzFile):
         keys = list(data.keys())
         if "x" not in keys and len(keys) != 1:
-            raise ValueError(f"{path!r} holds arrays {keys}; name the images 'x'")
+            raise UsageError(f"{path!r} holds arrays {keys}; name the images 'x'")
         data = data["x" if "x" in keys else keys[0]]
     return data
 
@@ -158,6 +166,13 @@ def _train_diffusion(args: argparse.Namespace) -> int:
     if len(shape) == 4 and shape[1] not in (1, 3) and shape[-1] in (1, 3):
         raise UsageError(f"--images {args.images!r} has shape {shape}, which looks channels-last (N, H, W, C); "
                          "images must be (N, C, H, W): transpose them with x.transpose(0, 3, 1, 2)")
+    if images is not None:
+        from .validation import as_image_batch
+
+        try:  # NaN, a range outside [0, 1], integers or an empty array: a usage error, before any folder is made
+            as_image_batch(images, f"--images {args.images!r}")
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from exc
     out = _out_folder(args.out, args.overwrite)
     _log_to_stderr()
     import torch
@@ -535,6 +550,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(seen: set[str]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` for the commands: each distinct warning once, as one timestamped line (a user
+    of the command line has no use for the library's source line that raised it)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"{time.strftime('%H:%M:%S')} warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     # Threads that sleep at a barrier instead of spinning: beside one other busy process the 2-core machine ran
     # Diffence 2.8x slower with OpenMP's default spinning and 1.6x with this, and as fast alone
@@ -544,7 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prefix = f"diffence {args.command}"
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(set())
+            return args.func(args)
     except UsageError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2

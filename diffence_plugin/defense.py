@@ -24,6 +24,21 @@ CONFIG_FILE = "diffence.json"
 CONFIG_FORMAT = "diffence-plugin/defense"
 
 
+
+def _off_grid_advice(x: torch.Tensor, levels: int, off: float) -> str:
+    """What to do when inputs are off the ``levels`` grid: the bit depth they do sit on, or, for continuous
+    values, what the quantised key does to them and the keys that leave them as they are."""
+    head = f"inputs are not on the grid of levels={levels} (a pixel lies {off:.3f} of a grey level off it)"
+    scaled = x.detach().double()
+    for depth in (1, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 1023, 4095, 65535):
+        if float((scaled * depth - (scaled * depth).round()).abs().max()) <= 1e-3:
+            return f"{head}; they sit on a grid of {depth} levels: set levels = {depth}"
+    return (f"{head}, nor on any usual bit depth: the data look continuous. Diffence reconstructs each input "
+            f"rounded to 1/{levels} (at most {0.5 / levels:.2g} per pixel) and repeated queries share noise only "
+            "when they round alike; keep it (the labels are checked on the original input), or set "
+            "key = 'lsh' (near-duplicates within lsh_width share noise) or key = 'raw' (the exact input, its exact "
+            "repeats only)")
+
 class Diffence:
     """Pre-inference membership-inference defense of Peng, Naseh & Houmansadr (NDSS 2025).
 
@@ -113,9 +128,7 @@ class Diffence:
         scaled = x.detach().double() * self.config.levels
         off = float((scaled - scaled.round()).abs().max()) if scaled.numel() else 0.0
         if off > 1e-3:
-            warnings.warn(f"inputs are not on the grid of levels={self.config.levels} (a pixel lies {off:.3f} of a "
-                          "grey level off it); set levels to the data's bit depth (255 for 8-bit images, 16 for "
-                          "sklearn's digits)", UserWarning, stacklevel=3)
+            warnings.warn(_off_grid_advice(x, self.config.levels, off), UserWarning, stacklevel=3)
 
     def _reconstruction_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the diffusion model reconstructs: the quantised input, unless the key is the raw bytes."""

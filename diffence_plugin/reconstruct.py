@@ -292,6 +292,9 @@ class Reconstructor:
         """Load what ``save_pretrained`` wrote (a ``DualReconstructor``'s folder too); never touches the network
         and never unpickles."""
         path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"diffusion model folder {str(path)!r} does not exist" if not path.exists() else
+                                    f"diffusion model path {str(path)!r} is a file, not a save_pretrained folder")
         if (path / DUAL_FILE).is_file():
             return DualReconstructor.from_pretrained(path, device)
         missing = [f"unet/{f}" for f in UNET_FILES if not (path / "unet" / f).is_file()]

@@ -130,8 +130,11 @@ def test_the_key_changes_no_label(rec, images):
 
 def test_inputs_off_the_declared_grid_are_warned_about(rec, grid_images):
     model = LinearClassifier().eval()
-    with pytest.warns(UserWarning, match="not on the grid of levels=255"):
+    with pytest.warns(UserWarning, match="not on the grid of levels=255.*sit on a grid of 16 levels: set levels = 16"):
         Diffence(rec, n=2, t=40, k=10, scenario=3, seed=5).defend(model, grid_images)  # digits need levels=16
+    continuous = torch.rand(grid_images.shape, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="the data look continuous.*key = 'lsh'.*key = 'raw'"):
+        Diffence(rec, n=2, t=40, k=10, scenario=3, seed=5).defend(model, continuous)  # advice that fits them
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Diffence(rec, n=2, t=40, k=10, scenario=3, seed=5, levels=16).defend(model, grid_images)

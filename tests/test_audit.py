@@ -63,6 +63,16 @@ def test_tiny_audit_runs_and_reruns_from_its_own_record(trained):
     names = {a["attack"] for a in rows[0]["attacks"]}
     assert {"loss", "lira_online_global", "rmia_online", "rmia_offline", "bb_rf"} <= names
     assert rows[1]["spread"]["best_auc"]["draws"] == 2
+    settings = first.results["settings"]  # every defense's settings, its defaults and the DDPM's training
+    assert settings["title"] == "digits_mlp on digits"
+    assert settings["defense diffence_s1"]["diffence"]["levels"] == 16
+    assert settings["defense diffence_s1"]["diffence"]["key"] == "quantised"
+    assert settings["defense diffence_s1"]["diffence"]["diffusion model"] == "30 steps on 300 images, t <= 20"
+    assert "seed" not in settings["defense diffence_s1"]["diffence"]  # the secret stays in config.json
+    assert settings["defense memguard"]["memguard"]["epsilon"] == 1.0
+    assert settings["diffusion"].startswith("not trained")
+    html = (first.out / "report.html").read_text()
+    assert "levels 16" in html and "diffusion model 30 steps" in html
     record = json.loads((first.out / "config.json").read_text())
     assert (first.out / "report.html").is_file() and record["run"]["overwrite"] is False
     with pytest.raises(FileExistsError, match="holds a finished run"):
@@ -185,9 +195,12 @@ def test_a_label_beyond_the_models_classes_is_named_as_such(trained, tmp_path):
 
 
 def _bad_data(tmp_path: Path, kind: str) -> str:
-    """A digits npz made bad in one way: NaN, a label beyond the classes, channels-last images."""
+    """A digits npz made bad in one way: NaN, a label beyond the classes, channels-last images, or text."""
     from diffence_plugin.data import digits_images
 
+    if kind == "text":
+        (tmp_path / "text.npz").write_text("x,y\n0.5,1\n")  # numpy alone calls this "pickled (object) data"
+        return str(tmp_path / "text.npz")
     x, y = digits_images()
     x, y = x.copy(), y.copy()
     if kind == "nan":
@@ -203,8 +216,17 @@ def _bad_data(tmp_path: Path, kind: str) -> str:
 
 def _bad_change(case: str, tmp_path: Path, runs: Path) -> dict:
     """The plan sections that make ``case`` bad."""
-    if case in ("nan", "label", "nhwc"):
+    if case in ("nan", "label", "nhwc", "text"):
         return {"data": {"npz": _bad_data(tmp_path, case)}}
+    if case == "a custom target without a reference recipe":  # references need a way to train such a model
+        return {"target": {"model": "diffence_plugin.data.models:DigitsMLP"}, "attacks": {"reference_recipe": {}}}
+    if case == "a DDPM of another image size":
+        from diffence_plugin.diffusion import train_diffusion
+
+        train_diffusion(torch.rand(8, 1, 16, 16), steps=1, max_timestep=20, progress=False).save_pretrained(
+            tmp_path / "ddpm16")
+        return {"defenses": [{"name": "diffence", "options": {"path": str(tmp_path / "ddpm16"), "n": 2, "t": 20,
+                                                              "k": 10}}]}
     if case == "members outside the data":
         np.save(tmp_path / "outside.npy", np.r_[np.arange(299), 5000])
         return {"members": {"indices": str(tmp_path / "outside.npy")}}
@@ -216,14 +238,20 @@ def _bad_change(case: str, tmp_path: Path, runs: Path) -> dict:
                "k that does not divide t": {"name": "diffence",
                                             "options": {"path": str(runs / "ddpm"), "n": 2, "t": 20, "k": 30}},
                "a missing DDPM folder": {"name": "diffence",
-                                         "options": {"path": str(tmp_path / "nowhere"), "n": 2, "t": 20, "k": 10}}}
+                                         "options": {"path": str(tmp_path / "nowhere"), "n": 2, "t": 20, "k": 10}},
+               "t above the DDPM's max_timestep": {"name": "diffence",  # the fixture's DDPM: max_timestep 20
+                                                   "options": {"path": str(runs / "ddpm"), "n": 2, "t": 40, "k": 10}}}
     return {"defenses": [defense[case]]}
 
 
 BAD_INPUTS = {"nan": r"NaN", "label": r"\[data\] y reaches 10", "nhwc": r"\(N, C, H, W\)",
               "members outside the data": r"reach 5000", "corrupt weights": r"weights",
               "a misspelled defense": r"memguardd", "a misspelled option": r"scenaro",
-              "k that does not divide t": r"k=30|k = 30", "a missing DDPM folder": r"nowhere"}
+              "k that does not divide t": r"k=30|k = 30", "a missing DDPM folder": r"nowhere' is not a folder",
+              "text": r"is not a numpy \.npz archive \(np\.savez\): it starts with b'x,y",
+              "a custom target without a reference recipe": r"reference_recipe needs factory",
+              "a DDPM of another image size": r"is for 1x16px images, the data are 1x8px",
+              "t above the DDPM's max_timestep": r"t = 40 but the diffusion model is trained on timesteps <= 20"}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -232,18 +260,19 @@ def test_bad_inputs_exit_2_before_any_work_and_touch_no_output_folder(trained, t
     folder is never created, and a finished run's folder, even with --overwrite, keeps every byte."""
     message, change = BAD_INPUTS[case], _bad_change(case, tmp_path, trained)
     raw = _config(trained)
-    for section in ("data", "members", "target"):  # a section given replaces the example's (one source each)
-        if section in change:
-            raw[section] = {**({} if section != "target" else raw["target"]), **change[section]}
+    for section in ("data", "members", "target", "attacks"):  # data and members replace the example's (one
+        if section in change:                                   # source each); target and attacks amend it
+            raw[section] = {**(raw[section] if section in ("target", "attacks") else {}), **change[section]}
     if "defenses" in change:
         raw["defenses"] = change["defenses"]
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(raw))
     fresh = tmp_path / "fresh"
-    assert main(["evaluate", str(plan), "--out", str(fresh), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and re.search(message, err), err
-    assert not fresh.exists()
+    for dry in ([], ["--dry-run"]):  # a dry run finds each of them too
+        assert main(["evaluate", str(plan), "--out", str(fresh), "--no-progress", *dry]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and re.search(message, err), err
+        assert not fresh.exists()
     kept = tmp_path / "kept"
     kept.mkdir()
     for name, text in (("results.json", "{}"), ("report.html", "<html></html>"), ("notes.txt", "mine")):
@@ -251,3 +280,38 @@ def test_bad_inputs_exit_2_before_any_work_and_touch_no_output_folder(trained, t
     before = {p.name: p.read_bytes() for p in kept.iterdir()}
     assert main(["evaluate", str(plan), "--out", str(kept), "--overwrite", "--no-progress"]) == 2
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+
+
+def test_an_overwrite_stopped_by_ctrl_c_leaves_no_old_results_and_its_rerun_resumes(trained, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """``--overwrite`` clears the folder before writing the new record, so a run stopped by Ctrl-C leaves its own
+    config.json and finished stages but none of the old run's results; the same command without ``--overwrite``
+    resumes it, and every stage logs a timestamped start line and its duration."""
+    import diffence_plugin.evaluation.engine as engine
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("results.json", "report.html", "roc.png", "notes.txt"):
+        (out / name).write_text("an earlier run's")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_config(trained, attacks={"art": []})))
+    attack = engine.attack
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "attack", ctrl_c)
+    argv = ["evaluate", str(plan), "--out", str(out), "--no-progress"]
+    assert main(argv + ["--overwrite"]) == 1
+    assert "interrupted; what was finished is kept" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "reference-cache", "stages"]  # no old results
+    monkeypatch.setattr(engine, "attack", attack)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "resuming the unfinished run" in err and (out / "results.json").is_file()
+    for stage in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
+        assert re.search(rf"^\d\d:\d\d:\d\d {re.escape(stage)} ", err, re.M), (stage, err)
+    assert len(re.findall(r"^\d\d:\d\d:\d\d +done in \d+\.\d s$", err, re.M)) >= 4, err
+    # a warning is one timestamped line, once, without the library's source line that raised it
+    assert len(re.findall(r"^\d\d:\d\d:\d\d warning: offline RMIA", err, re.M)) == 1, err
+    assert "UserWarning" not in err and ".py:" not in err, err

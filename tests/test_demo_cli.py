@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,13 +106,15 @@ def test_cli_reports_bad_images_files(tmp_path, capsys):
     assert main(["train-diffusion", "--images", str(tmp_path / "none.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.full((4, 1, 8, 8), 3.0, dtype=np.float32))
-    assert main(["train-diffusion", "--images", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o1"),
-                 "--steps", "1", "--no-progress"]) == 1
-    assert "[0, 1]" in capsys.readouterr().err
+    np.save(tmp_path / "nan.npy", np.full((4, 1, 8, 8), np.nan, dtype=np.float32))
     np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    assert main(["train-diffusion", "--images", str(tmp_path / "objects.npy"), "--out", str(tmp_path / "o2"),
-                 "--steps", "1", "--no-progress"]) == 1
-    assert "pickled Python objects" in capsys.readouterr().err
+    (tmp_path / "text.npy").write_text("not an array\n")
+    for name, message in (("bad", "[0, 1]"), ("nan", "NaN"), ("objects", "pickled Python objects"),
+                          ("text", "is not a numpy .npy or .npz file: it starts with b'not an a'")):
+        out = tmp_path / f"out-{name}"  # a usage error (2) found before the output folder is made
+        assert main(["train-diffusion", "--images", str(tmp_path / f"{name}.npy"), "--out", str(out),
+                     "--steps", "1", "--no-progress"]) == 2
+        assert message in capsys.readouterr().err and not out.exists()
 
 
 def test_cli_validates_arguments_before_any_work(tmp_path, capsys):
@@ -137,11 +140,22 @@ def test_cli_help_version_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and "diffence-plugin" in capsys.readouterr().out
+    helps = {}
     for command in ("demo", "evaluate", "train-diffusion", "train-target", "reproduce"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
-        text = capsys.readouterr().out
+        text = helps[command] = capsys.readouterr().out
         assert done.value.code == 0 and "example:" in text and f"diffence {command}" in text
+        flat = " ".join(text.split())  # argparse wraps lines
+        assert "(default: None)" not in flat and not re.search(r"\(default: [^)]*\) \(default:", flat), command
+    for command, shown in {"train-diffusion": ["training steps (default: 2000)", "(default: tiny)",
+                                               "learning rate (default: 0.0002)", "images per step (default: 128)",
+                                               "the training's seed (default: 0)"],
+                           "train-target": ["training epochs (default: 100)", "learning rate (default: 0.001)",
+                                            "records per step (default: 64)", "training's seed (default: 0)"],
+                           "demo": ["(the preset's: 0)", "torch threads (default: torch's choice)"]}.items():
+        for text in shown:  # every option with a default shows it once
+            assert text in " ".join(helps[command].split()), (command, text)
     with pytest.raises(SystemExit) as done:
         main(["demo", "--no-such-flag"])
     assert done.value.code == 2

@@ -191,8 +191,11 @@ def test_save_and_load_roundtrip(tmp_path, images):
 
 
 def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="diffusion model folder '.*nothing' does not exist"):
+        Reconstructor.from_pretrained(tmp_path / "nothing")  # said as such, not as a list of missing files
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="missing unet/config.json"):
-        Reconstructor.from_pretrained(tmp_path / "nothing")
+        Reconstructor.from_pretrained(tmp_path / "empty")
     rec = make_reconstructor()
     rec.save_pretrained(tmp_path / "m")
     (tmp_path / "m" / "scheduler" / "scheduler_config.json").unlink()

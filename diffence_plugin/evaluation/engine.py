@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -143,11 +143,19 @@ def prepare(plan: dict, log: Callable[[str], None], timings: dict, inputs: Input
         model = model.eval()
         check_target(model, x, nb_classes)
         training = {"target": {"recipe": recipe.key, **metrics}}
+    else:
+        source = plan["target"].get("weights", "the caller")
+        log(f"[1/6] the target {plan['target'].get('model', type(model).__name__)} from {source}: "
+            f"{len(split.members)} members of {len(x)} records, {nb_classes} classes")
     prep = Prepared(x=x, y=y, split=split, model=model, nb_classes=nb_classes, test=inputs.test, training=training)
     prep.target_accuracy = _accuracies(prep)
     log("      target accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in prep.target_accuracy.items()))
     if _needs_defender_ddpm(plan):
         prep.reconstructor = _defender_ddpm(plan, prep, log, timings, plan["run"]["progress"], stages)
+    elif any("diffence" in d["name"] for d in plan["defenses"]):
+        log("[2/6] the defender's diffusion model: each Diffence defense loads its own (options.path)")
+    else:
+        log("[2/6] no diffusion model: no Diffence defense in the plan")
     return prep
 
 
@@ -558,7 +566,42 @@ def _seed_summary(draws: list[dict]) -> dict:
 
 # ---- stage 5 and the whole run -----------------------------------------------------------------------------
 
-def settings_summary(plan: dict) -> dict:
+def _diffusion_setting(plan: dict) -> Any:
+    """The defender's diffusion model as the report names it: its recipe only when the run trains it."""
+    if "path" in plan["diffusion"]:
+        return f"loaded from {plan['diffusion']['path']}"
+    if _needs_defender_ddpm(plan):
+        return plan["diffusion"]
+    if any("diffence" in d["name"] for d in plan["defenses"]):
+        return "not trained: each Diffence defense loads its own (options.path)"
+    return "none (no Diffence defense)"
+
+
+def _defense_setting(d: dict, defense: Defense | None) -> dict:
+    """A defense's options as given, and for a Diffence stage every setting it ran with (defaults included,
+    the secret seed left out) and its diffusion model's training."""
+    import inspect
+
+    from ..plugins import get_defenses
+
+    registry, shown = get_defenses(), {}
+    for name, options in d["options"].items():
+        entry = registry.get(name)
+        params = inspect.signature(entry.factory).parameters.values() if entry is not None else ()
+        defaults = {p.name: p.default for p in params if p.default not in (inspect.Parameter.empty, None)}
+        shown[name] = {k: v for k, v in {**defaults, **options}.items() if k not in ("seed", "progress")}
+    stage = getattr(defense, "diffence", None)
+    if stage is not None:
+        config = {f.name: getattr(stage.config, f.name) for f in fields(stage.config) if f.name != "seed"}
+        run = getattr(stage.reconstructor, "training", None) or {}
+        if "steps" in run:
+            config["diffusion model"] = f"{run['steps']} steps on {run.get('images', ['?'])[0]} images, " \
+                                        f"t <= {run.get('max_timestep')}"
+        shown["diffence"] = {**shown.get("diffence", {}), **config}
+    return shown
+
+
+def settings_summary(plan: dict, defended: Defended | None = None) -> dict:
     """What the report shows of a plan: the target, data, roles, every defense's settings, the attacker."""
     target, data = plan["target"], plan["data"]
     where = data.get("npz") or data["dataset"]
@@ -570,8 +613,8 @@ def settings_summary(plan: dict) -> dict:
         "data": data.get("npz") or f"{data['dataset']}" + (f" in {data['folder']}" if "folder" in data else ""),
         "members": {k: v for k, v in plan["members"].items()},
         "roles": plan["roles"],
-        "diffusion": plan["diffusion"],
-        **{f"defense {d['label']}": {n: {k: v for k, v in o.items() if k != "seed"} for n, o in d["options"].items()}
+        "diffusion": _diffusion_setting(plan),
+        **{f"defense {d['label']}": _defense_setting(d, defended.defenses.get(d["label"]) if defended else None)
            for d in plan["defenses"]},
         "attacks": plan["attacks"],
         "run seed": plan["run"]["seed"],
@@ -585,7 +628,7 @@ def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, 
 
     calibration = {label: asdict(d.diffence.calibration) for label, d in defended.defenses.items()
                    if d.diffence is not None and d.diffence.calibration is not None}
-    results = {"format": RESULTS_FORMAT, "settings": settings_summary(plan), "plan": shareable(plan),
+    results = {"format": RESULTS_FORMAT, "settings": settings_summary(plan, defended), "plan": shareable(plan),
                "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                **({"defense_seeds": noise} if noise else {}), "timings": timings,

@@ -156,7 +156,7 @@ def _check_defenses(plan: dict) -> None:
     registry = get_defenses()
     for d in plan["defenses"]:
         for name in d["name"]:
-            where = f"[[defenses]] {d['label']!r}, {name!r}"
+            where = f"[[defenses]] {d['label']!r}" + ("" if d["name"] == [name] else f", {name!r}")
             entry = registry.get(name)
             if entry is None or entry.stage == "training":
                 valid = sorted(n for n, e in registry.items() if e.stage != "training")

@@ -322,12 +322,13 @@ def _html_table(markdown: str) -> str:
 
 
 def _settings_table(settings: dict) -> str:
-    def show(value) -> str:
+    def show(value) -> str:  # nested tables in parentheses, lists in brackets, floats to 4 significant digits
         if isinstance(value, dict):
-            return ", ".join(f"{k} {v}" for k, v in value.items())
+            return ", ".join(f"{k} ({show(v)})" if isinstance(v, dict) else f"{k} {show(v)}"
+                             for k, v in value.items())
         if isinstance(value, (list, tuple)):
-            return ", ".join(map(str, value))
-        return str(value)
+            return "[" + ", ".join(map(show, value)) + "]"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(show(v))}</td></tr>"
                    for k, v in settings.items())
     return f"<table class='settings'>{rows}</table>"
