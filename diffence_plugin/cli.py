@@ -132,9 +132,11 @@ def _load_images(path: str):
 
     if not Path(path).is_file():
         raise UsageError(f"images file {path!r} does not exist")
-    head = Path(path).read_bytes()[:8]
-    if not (head.startswith(b"PK") or head.startswith(b"\x93NUMPY")):
-        raise UsageError(f"images file {path!r} is not a numpy .npy or .npz file: it starts with {head!r}")
+    from .validation import numpy_file_problem
+
+    problem = numpy_file_problem(path, ("npy", "npz"), head=8)
+    if problem:
+        raise UsageError(f"images file {path!r} {problem}")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:

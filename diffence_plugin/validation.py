@@ -65,3 +65,20 @@ def check_image_geometry(x: torch.Tensor, channels: int, size: int, name: str = 
         raise ValueError(
             f"{name} has spatial size {tuple(x.shape[2:])} but the diffusion model expects ({size}, {size})"
         )
+
+
+NUMPY_MAGIC = {"npz": (b"PK", "a numpy .npz archive (np.savez)"), "npy": (b"\x93NUMPY", "a numpy .npy file (np.save)")}
+
+
+def numpy_file_problem(path: str | Path, kinds: tuple[str, ...], head: int = 16) -> str | None:
+    """Why ``path`` is not a numpy file of one of ``kinds`` ("npz", "npy"), from its first ``head`` bytes only;
+    None when it looks like one (numpy's own error for a text file speaks of pickled objects, which misleads)."""
+    path = Path(path)
+    if not path.is_file():
+        return "does not exist" if not path.exists() else "is not a file"
+    with path.open("rb") as f:
+        start = f.read(head)
+    if any(start.startswith(NUMPY_MAGIC[k][0]) for k in kinds):
+        return None
+    wanted = NUMPY_MAGIC[kinds[0]][1] if len(kinds) == 1 else "a numpy " + " or ".join(f".{k}" for k in kinds) + " file"
+    return f"is not {wanted}: it starts with {start!r}"

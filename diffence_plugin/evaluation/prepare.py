@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,20 +60,10 @@ def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
     return x, y.astype(np.int64), test
 
 
-def _not_numpy(path: str, kind: str) -> str | None:
-    """Why ``path`` is not a numpy file of ``kind`` ("npz": a zip of .npy arrays; "npy"), from its first bytes; None
-    when it looks like one (numpy's own error for a text file is about pickled objects, which misleads)."""
-    if not Path(path).is_file():
-        return "does not exist" if not Path(path).exists() else "is not a file"
-    head = Path(path).read_bytes()[:16]
-    if (kind == "npz" and head.startswith(b"PK")) or (kind == "npy" and head.startswith(b"\x93NUMPY")):
-        return None
-    wanted = "a numpy .npz archive (np.savez)" if kind == "npz" else "a numpy .npy file (np.save)"
-    return f"is not {wanted}: it starts with {head!r}"
-
-
 def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
-    problem = _not_numpy(path, "npz")
+    from ..validation import numpy_file_problem
+
+    problem = numpy_file_problem(path, ("npz",))
     if problem:
         raise ConfigError(f"[data].npz {path!r} {problem}")
     try:
@@ -108,7 +97,9 @@ def _members(members_cfg: dict, total: int) -> np.ndarray:
         if not 0 < members_cfg["count"] < total:
             raise ConfigError(f"[members].count must lie in (0, {total}), got {members_cfg['count']}")
         return np.random.default_rng(members_cfg.get("seed", 0)).permutation(total)[: members_cfg["count"]]
-    problem = _not_numpy(members_cfg["indices"], "npy")
+    from ..validation import numpy_file_problem
+
+    problem = numpy_file_problem(members_cfg["indices"], ("npy",))
     if problem:
         raise ConfigError(f"[members].indices {members_cfg['indices']!r} {problem}")
     try:
