@@ -26,14 +26,16 @@ class UsageError(Exception):
     """A command-line argument is wrong; exit code 2."""
 
 
-def _out_folder(path: str, overwrite: bool) -> Path:
-    """The output folder, created now; a non-empty one is refused without ``--overwrite``."""
+def _out_folder(path: str, overwrite: bool, create: bool = True) -> Path:
+    """The output folder, created now unless ``create`` is False (checked only); a non-empty one is refused
+    without ``--overwrite``."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"output folder {str(out)!r} is not empty; pass --overwrite to replace its contents")
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -259,10 +261,14 @@ def _check_options(defense: str, options: dict) -> None:
 
 
 def _train_target(args: argparse.Namespace) -> int:
-    from .data.models import MODELS
+    from .data.models import zoo
+    from .plugins import get_datasets
 
-    if args.model not in MODELS:
-        raise UsageError(f"unknown --model {args.model!r}; choose from {sorted(MODELS)}")
+    models, datasets = zoo(), get_datasets()
+    if args.model not in models:
+        raise UsageError(f"unknown --model {args.model!r}; choose from {sorted(models)}")
+    if args.dataset not in datasets:
+        raise UsageError(f"unknown --dataset {args.dataset!r}; choose from {sorted(datasets)}")
     _positive(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, epsilon=args.epsilon, delta=args.delta,
               members=args.members)
     options = _parse_options(args.option)
@@ -271,32 +277,12 @@ def _train_target(args: argparse.Namespace) -> int:
         if args.delta is not None:
             options.setdefault("delta", args.delta)
     _check_options(args.defense, options)
-    if args.dataset != "digits":
-        if not args.data:
-            raise UsageError(f"--dataset {args.dataset} needs --data FOLDER with its files")
-        if not Path(args.data).is_dir():
-            from .data.datasets import LAYOUTS
-
-            raise UsageError(f"--data folder {args.data!r} does not exist; {args.dataset} is read from a folder "
-                             f"holding {LAYOUTS[args.dataset]}")
-    out = _out_folder(args.out, args.overwrite)
-    from .data import digits_images
+    _check_data_folder(args.dataset, datasets[args.dataset], args.data, "--data")
+    _out_folder(args.out, args.overwrite, create=False)  # refused before the data is read
+    x, y, members, test, reference = _target_data(args, datasets[args.dataset])
+    out = _out_folder(args.out, args.overwrite)  # after every check: a refused run leaves no folder
     from .defenses.training import save_target, train_target
-    from .evaluation.protocol import membership_split
 
-    if args.dataset == "digits":
-        x, y = digits_images()
-        split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
-        members, test, reference = split.members, (x[split.eval_nonmembers], y[split.eval_nonmembers]), \
-            (x[split.defender_nonmembers], y[split.defender_nonmembers])
-    else:
-        from .data import load_dataset, paper_split
-
-        data = load_dataset(args.dataset, args.data)
-        x, y = data.x_train, data.y_train
-        chosen = paper_split(len(x), args.members or 25_000, args.seed)
-        members, test = chosen.members, (data.x_test, data.y_test)
-        reference = (x[chosen.reference[:5_000]], y[chosen.reference[:5_000]])
     target = train_target(x[members], y[members], defense=args.defense, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress,
                           test=test, reference=reference, options=options)
@@ -304,6 +290,42 @@ def _train_target(args: argparse.Namespace) -> int:
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in target.metrics.items())
     print(f"saved {args.model} trained with {args.defense} to {out} ({metrics})")
     return 0
+
+
+def _check_data_folder(name: str, loader, folder: str | None, flag: str) -> None:
+    """A usage error when dataset ``name`` needs a folder that is not given or does not exist."""
+    from .data.datasets import layout_of, needs_folder
+
+    if not needs_folder(loader):
+        return
+    if not folder:
+        raise UsageError(f"--dataset {name} needs {flag} FOLDER holding {layout_of(name, loader)}")
+    if not Path(folder).is_dir():
+        raise UsageError(f"{flag} folder {folder!r} does not exist; {name} is read from a folder holding "
+                         f"{layout_of(name, loader)}")
+
+
+def _target_data(args: argparse.Namespace, loader):
+    """Images, labels, member indices, test split and reference records for ``train-target``: digits' own
+    small split, or the paper's split of any other dataset (members at random, the rest as reference)."""
+    from .data.datasets import needs_folder
+    from .evaluation.protocol import membership_split
+
+    try:
+        data = loader(args.data) if needs_folder(loader) or args.data else loader()
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
+    x, y = data.x_train, data.y_train
+    if args.dataset == "digits":
+        split = membership_split(len(x), 300, 75, 75, 150, seed=args.seed)
+        return (x, y, split.members, (x[split.eval_nonmembers], y[split.eval_nonmembers]),
+                (x[split.defender_nonmembers], y[split.defender_nonmembers]))
+    from .data import paper_split
+
+    chosen = paper_split(len(x), args.members or min(25_000, len(x) // 2), args.seed)
+    test = None if data.x_test is None else (data.x_test, data.y_test)
+    reference = (x[chosen.reference[:5_000]], y[chosen.reference[:5_000]])
+    return x, y, chosen.members, test, reference
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -349,10 +371,9 @@ def _options_of(factory) -> str:
 def _plugins(args: argparse.Namespace) -> int:
     """What is registered: defenses by stage with their options, and the other names a plan can use."""
     from .adapters.art_family import ATTACKS as ART_ATTACKS
-    from .data.models import MODELS
     from .evaluation.families import BUILTIN
-    from .evaluation.plan import DATASETS, PRESET_FOLDER
-    from .plugins import get_attacks, get_defenses, get_executors, get_plugin_manager
+    from .evaluation.plan import PRESET_FOLDER
+    from .plugins import get_attacks, get_datasets, get_defenses, get_executors, get_models, get_plugin_manager
 
     pm = get_plugin_manager()
     print("plugins loaded: " + ", ".join(sorted(name for name, _ in pm.list_name_plugin())))
@@ -364,8 +385,8 @@ def _plugins(args: argparse.Namespace) -> int:
                 print(f"  {name}: {_options_of(entry.factory)}")
     print("\nattack families: threshold ([attacks].threshold), lira and rmia ([attacks].references > 0), "
           f"art ([attacks].art: {', '.join(ART_ATTACKS)})")
-    print("zoo models ([target].model): " + ", ".join(sorted(MODELS)))
-    print("datasets ([data].dataset): " + ", ".join(DATASETS))
+    print("zoo models ([target].model): " + ", ".join(sorted(get_models(pm))))
+    print("datasets ([data].dataset): " + ", ".join(sorted(get_datasets(pm))))
     attacks = {name: factory for name, factory in get_attacks(pm).items() if name not in BUILTIN}
     print("plugin attacks ([attacks].plugins): " + (", ".join(f"{n} ({_options_of(f)})" for n, f in sorted(attacks.items()))
                                                     or "none installed"))
@@ -495,12 +516,15 @@ def _add_train_target(sub) -> None:
     target = _command(sub, "train-target", "train a target classifier, optionally with a training-time defense",
                       "diffence train-target --defense relaxloss --option alpha=0.5 --out runs/relaxloss")
     target.add_argument("--defense", default="none", help="none, dpsgd, relaxloss, hamp, selena, advreg or a plugin's")
-    target.add_argument("--dataset", choices=("digits", "cifar10", "cifar100", "svhn"), default="digits",
-                        help="digits: sklearn's, 300 members (the demo's split); others: --data FOLDER, the paper's "
-                             "split, tested on the test set")
+    target.add_argument("--dataset", default="digits",
+                        help="digits (sklearn's, 300 members: the demo's split), cifar10, cifar100, svhn or a "
+                             "plugin's (diffence plugins lists them); others than digits: the paper's split, tested "
+                             "on the test set")
     target.add_argument("--data", help="folder with the dataset's files (not for digits)")
-    target.add_argument("--members", type=int, default=None, help="members for CIFAR/SVHN (default: 25,000)")
-    target.add_argument("--model", default="digits_mlp", help="digits_mlp, digits_cnn, cifar_cnn, resnet18 or densenet121")
+    target.add_argument("--members", type=int, default=None,
+                        help="members for datasets other than digits (default: 25,000, or half a smaller training set)")
+    target.add_argument("--model", default="digits_mlp",
+                        help="digits_mlp, digits_cnn, cifar_cnn, resnet18, densenet121 or a plugin's zoo model")
     target.add_argument("--epochs", type=int, default=100, help="training epochs")
     target.add_argument("--batch-size", type=int, default=64, help="records per step")
     target.add_argument("--lr", type=float, default=1e-3, help="learning rate")

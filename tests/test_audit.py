@@ -106,6 +106,7 @@ def test_audit_with_flipped_queries_and_defense_aware_shadows(trained):
     ({"target": {"model": "digits_cnn"}}, r"\[target\].weights do not fit \[target\].model 'digits_cnn'"),
     ({"target": {"model": "nowhere.module:make"}}, r"\[target\].model: cannot import"),
     ({"data": {"dataset": "imagenet"}}, r"\[data\].dataset must be one of"),
+    ({"data": {"dataset": "cifar10"}}, r"\[data\].folder is required for dataset 'cifar10': a folder holding either"),
     ({"members": {"count": 5000}}, r"\[members\].count must lie in"),
     ({"roles": {"evaluation": 400}}, r"\[roles\]: the member roles need"),
     ({"attacks": {"references": 3}}, r"\[attacks\].references must be 0 or an even number"),
@@ -141,6 +142,15 @@ def test_data_files_are_checked(trained, tmp_path):
     cfg["members"]["indices"] = str(tmp_path / "outside.npy")
     with pytest.raises(ConfigError, match="reach 5000 but the data has 1797"):
         build_split(cfg, 1797)
+
+
+def test_a_dataset_folder_without_its_files_is_named(trained, tmp_path):
+    raw = _config(trained, data={"dataset": "cifar10", "folder": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"\[data\] dataset 'cifar10': data folder .* is empty; cifar10 is read"):
+        load_data(resolve(raw, trained))
+    (tmp_path / "train.npz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"\[data\] dataset 'cifar10': CIFAR-10 \(npz\): .* is missing test.npz"):
+        load_data(resolve(raw, trained))
 
 
 def test_cli_evaluate_refuses_a_bad_config_with_exit_code_2(trained, tmp_path, capsys):

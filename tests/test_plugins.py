@@ -165,6 +165,47 @@ def test_a_plugins_attack_and_executor_are_looked_up_by_name(monkeypatch, tmp_pa
         load_preset("demo", ['attacks.plugins=["max_probability"]'])
 
 
+def test_a_plugins_dataset_and_zoo_model_are_audited_by_name(monkeypatch, tmp_path, capsys):
+    """A dataset and a zoo model registered through ``diffence_register_datasets``/``_models`` are named in
+    a plan like the built-ins: the target and the attacker's references are built from the plugin's model,
+    ``diffence plugins`` lists both, and without the plugin the plan names what is registered."""
+    import json
+
+    from diffence_plugin.cli import main
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import ConfigError, load_preset
+    from diffence_plugin.plugins import get_datasets, get_models, manager
+
+    assert {"digits", "cifar10", "cifar100", "svhn"} <= set(get_datasets())
+    assert {"digits_mlp", "cifar_cnn", "resnet18"} <= set(get_models())
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS + ("tests.data_plugin",))
+    toy = ['data.dataset="stripes"', 'target.model="stripes_mlp"', "members.count=120", "roles.defender=20",
+           "roles.attacker=20", "roles.evaluation=80", "roles.population=40", "target.train.epochs=5",
+           "diffusion.steps=5", "attacks.references=4", "attacks.art=[]", "attacks.selection_draws=0",
+           "run.bootstrap=20", "run.progress=false", f"run.out={json.dumps(str(tmp_path / 'a'))}"]
+    plan = load_preset("demo", toy)
+    plan["defenses"] = plan["defenses"][-1:]  # labels only: the data and the model are what is tested
+    results = run_plan(plan, log=lambda *a: None).results
+    assert results["target_accuracy"]["test"] > 0.5  # the plugin's test split, 4 classes: chance is 0.25
+    assert [row["defense"] for row in results["rows"]] == ["undefended", "labels_only"]
+    for row in results["rows"]:  # the references were built from the plugin's model, by its name
+        assert {"loss", "lira_online_global", "rmia_online"} <= {a["attack"] for a in row["attacks"]}
+    assert main(["plugins"]) == 0
+    listed = capsys.readouterr().out
+    assert "stripes_mlp" in listed and "stripes" in listed.split("datasets ([data].dataset):")[1]
+    assert main(["train-target", "--dataset", "stripes", "--model", "stripes_mlp", "--epochs", "2", "--no-progress",
+                 "--out", str(tmp_path / "t")]) == 0  # half the 400 training images are members
+    from diffence_plugin.defenses.training import load_target
+
+    assert load_target(tmp_path / "t").model[1].in_features == 64  # rebuilt from the plugin's factory by name
+    assert main(["train-target", "--dataset", "cifar10", "--data", str(tmp_path / "t"), "--model", "cifar_cnn",
+                 "--out", str(tmp_path / "never")]) == 2
+    assert "holds none of its files" in capsys.readouterr().err and not (tmp_path / "never").exists()
+    monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS[:-1])
+    with pytest.raises(ConfigError, match=r"\[data\].dataset must be one of .*'digits'.*got 'stripes'"):
+        load_preset("demo", toy)
+
+
 def test_every_attack_family_is_registered_by_name_and_declares_its_needs():
     from diffence_plugin.evaluation.families import Needs, as_family
     from diffence_plugin.plugins import get_attacks

@@ -20,10 +20,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ImageDataset:
-    x_train: np.ndarray  # (S, 3, 32, 32) float32 in [0, 1]
+    """A dataset's training split and, where it has one, its test split (None otherwise)."""
+
+    x_train: np.ndarray  # (S, C, H, W) float32 in [0, 1]; (S, 3, 32, 32) for the folder datasets here
     y_train: np.ndarray  # (S,) int64
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
     nb_classes: int
 
 
@@ -169,6 +171,20 @@ def load_dataset(name: str, folder: str | Path) -> ImageDataset:
     if name == "svhn":
         return load_svhn(folder)
     raise ValueError(f"unknown dataset {name!r}; choose from cifar10, cifar100, svhn")
+
+
+def needs_folder(loader) -> bool:
+    """Whether a registered dataset loader needs ``[data].folder``: its first parameter has no default."""
+    import inspect
+
+    params = list(inspect.signature(loader).parameters.values())
+    return bool(params) and params[0].default is inspect.Parameter.empty
+
+
+def layout_of(name: str, loader) -> str:
+    """What the folder of dataset ``name`` must hold, for error messages: the built-in layouts, else the
+    first line of the loader's docstring."""
+    return LAYOUTS.get(name) or ((loader.__doc__ or "").strip().splitlines() or ["its files"])[0]
 
 
 @dataclass(frozen=True)

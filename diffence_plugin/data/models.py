@@ -67,11 +67,21 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
 }
 
 
+def zoo() -> dict[str, Callable[[int, int], nn.Module]]:
+    """Every zoo architecture by name: the built-in ``MODELS`` and those plugins register
+    (``diffence_register_models``)."""
+    from ..plugins.manager import get_models
+
+    return get_models()
+
+
 def build_model(name: str, nb_classes: int, channels: int, opacus_compatible: bool = False) -> nn.Module:
-    """A fresh model by name; ``opacus_compatible`` swaps BatchNorm for GroupNorm (opacus' ModuleValidator.fix)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    model = MODELS[name](nb_classes, channels)
+    """A fresh model by name from the zoo (plugins' models included); ``opacus_compatible`` swaps BatchNorm
+    for GroupNorm (opacus' ModuleValidator.fix)."""
+    models = MODELS if name in MODELS else zoo()
+    if name not in models:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(models)}")
+    model = models[name](nb_classes, channels)
     if opacus_compatible:
         from opacus.validators import ModuleValidator
 

@@ -78,7 +78,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
                "options": dict, "factory": str}
-DATASETS = ("digits", "cifar10", "cifar100", "svhn")
 PRESET_FOLDER = Path(__file__).resolve().parents[1] / "presets"
 
 

@@ -8,7 +8,7 @@ import inspect
 import json
 from pathlib import Path
 
-from .plan import DATASETS, RECIPE_KEYS, ConfigError, check_type
+from .plan import RECIPE_KEYS, ConfigError, check_type
 
 DIFFENCE_OWN = ("path", "reconstructor", "calibration")  # the diffence factory's keys beyond DiffenceConfig
 
@@ -31,10 +31,16 @@ def _check_data(data: dict) -> None:
     if "npz" in data and not Path(data["npz"]).is_file():
         raise ConfigError(f"[data].npz: file {data['npz']!r} does not exist")
     if "dataset" in data:
-        if data["dataset"] not in DATASETS:
-            raise ConfigError(f"[data].dataset must be one of {list(DATASETS)}, got {data['dataset']!r}")
-        if data["dataset"] != "digits" and "folder" not in data:
-            raise ConfigError(f"[data].folder is required for dataset {data['dataset']!r}")
+        from ..data.datasets import layout_of, needs_folder
+        from ..plugins import get_datasets
+
+        registry, name = get_datasets(), data["dataset"]
+        if name not in registry:
+            raise ConfigError(f"[data].dataset must be one of {sorted(registry)} (datasets plugins register), got "
+                              f"{name!r}")
+        if needs_folder(registry[name]) and "folder" not in data:
+            raise ConfigError(f"[data].folder is required for dataset {name!r}: a folder holding "
+                              f"{layout_of(name, registry[name])}")
         if "folder" in data and not Path(data["folder"]).is_dir():
             raise ConfigError(f"[data].folder: folder {data['folder']!r} does not exist")
 
@@ -84,10 +90,11 @@ def _check_target(target: dict) -> None:
         return
     if ":" in target["model"]:
         raise ConfigError("[target.train] trains a zoo model; a target from an import path comes with weights")
-    from ..data.models import MODELS
+    from ..data.models import zoo
 
-    if target["model"] not in MODELS:
-        raise ConfigError(f"[target].model {target['model']!r} is neither a zoo model {sorted(MODELS)} nor "
+    models = zoo()
+    if target["model"] not in models:
+        raise ConfigError(f"[target].model {target['model']!r} is neither a zoo model {sorted(models)} nor "
                           "'package.module:factory'")
     check_recipe("[target.train]", target["train"], {k: v for k, v in RECIPE_KEYS.items() if k not in ("model",
                                                                                                       "factory")})

@@ -35,15 +35,8 @@ def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
     data, test = plan["data"], None
     if "npz" in data:
         x, y = _read_npz(data["npz"])
-    elif data["dataset"] == "digits":
-        from ..data import digits_images
-
-        x, y = digits_images()
     else:
-        from ..data import load_dataset
-
-        loaded = load_dataset(data["dataset"], data["folder"])
-        x, y, test = loaded.x_train, loaded.y_train, (loaded.x_test, loaded.y_test)
+        x, y, test = _registered_dataset(data["dataset"], data.get("folder"))
     shape = np.shape(x)
     if len(shape) == 4 and shape[1] not in (1, 3) and shape[-1] in (1, 3):
         raise ConfigError(f"[data] x has shape {shape}, which looks channels-last (N, H, W, C); images must be "
@@ -58,6 +51,23 @@ def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
     if (y < 0).any():
         raise ConfigError("[data] y holds negative labels")
     return x, y.astype(np.int64), test
+
+
+def _registered_dataset(name: str, folder: str | None):
+    """The training images, labels and test split (or None) of a registered dataset."""
+    from ..data.datasets import needs_folder
+    from ..plugins import get_datasets
+
+    registry = get_datasets()
+    if name not in registry:
+        raise ConfigError(f"[data].dataset must be one of {sorted(registry)}, got {name!r}")
+    loader = registry[name]
+    try:
+        loaded = loader(folder) if needs_folder(loader) or folder is not None else loader()
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"[data] dataset {name!r}: {exc}") from exc
+    test = None if loaded.x_test is None else (loaded.x_test, loaded.y_test)
+    return loaded.x_train, loaded.y_train, test
 
 
 def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -170,10 +180,11 @@ def load_target(plan: dict, x: np.ndarray, nb_classes: int) -> torch.nn.Module:
     if ":" in t["model"]:
         model = import_object(t["model"], "[target].model")(**t["options"])
     else:
-        from ..data import MODELS, build_model
+        from ..data import build_model, zoo
 
-        if t["model"] not in MODELS:
-            raise ConfigError(f"[target].model {t['model']!r} is neither a zoo model {sorted(MODELS)} nor "
+        models = zoo()
+        if t["model"] not in models:
+            raise ConfigError(f"[target].model {t['model']!r} is neither a zoo model {sorted(models)} nor "
                               "'package.module:factory'")
         model = build_model(t["model"], nb_classes, x.shape[1], bool(t["options"].get("opacus_compatible", False)))
     try:

@@ -1,6 +1,7 @@
 """Built-ins, registered like any other plugin: defenses at training time (none, DP-SGD, RelaxLoss, HAMP,
 SELENA, AdvReg), pre-inference (Diffence) and post-inference (MemGuard, HAMP's output modification, labels
-only); the attack families threshold, LiRA and RMIA (ART's come from its adapter); the local executor."""
+only); the attack families threshold, LiRA and RMIA (ART's come from its adapter); the local executor; the
+datasets digits, CIFAR-10, CIFAR-100 and SVHN; the zoo of target architectures."""
 
 from __future__ import annotations
 
@@ -77,3 +78,36 @@ def _local_executor(address=None, threads: int = 1, progress: bool = True):  # a
 @hookimpl
 def diffence_register_executors(register):
     register("local", _local_executor)
+
+
+def _digits(folder=None):
+    """sklearn's bundled digits (no folder, no test split)."""
+    from ..data import ImageDataset, digits_images
+
+    x, y = digits_images()
+    return ImageDataset(x, y, None, None, 10)
+
+
+def _folder_dataset(name: str):
+    def loader(folder):
+        from ..data import load_dataset
+
+        return load_dataset(name, folder)
+    loader.__name__ = f"load_{name}"
+    loader.__doc__ = f"{name} from a local folder (nothing is downloaded)."
+    return loader
+
+
+@hookimpl
+def diffence_register_datasets(register):
+    register("digits", _digits)
+    for name in ("cifar10", "cifar100", "svhn"):
+        register(name, _folder_dataset(name))
+
+
+@hookimpl
+def diffence_register_models(register):
+    from ..data.models import MODELS
+
+    for name, factory in MODELS.items():
+        register(name, factory)

@@ -2,9 +2,9 @@
 
 Two kinds of hooks:
 
-- ``diffence_register_*(register)``: a plugin calls ``register(name, factory)`` once per defense it offers,
-  at one of the three stages of the paper's Figure 2 (training, pre-inference, post-inference).
-  ``factory(**options)`` builds the defense object; the host owns the registry and refuses duplicates.
+- ``diffence_register_*(register)``: a plugin calls ``register(name, factory)`` once per thing it offers:
+  a defense at one of the three stages of the paper's Figure 2 (training, pre-inference, post-inference),
+  an attack, an executor, a dataset or a zoo model. The host owns each registry and refuses duplicates.
 - ``diffence_pre_inference`` / ``diffence_post_inference``: ordered call hooks applied by every
   ``DefensePipeline`` around its own stages. Each implementation returns a new value (or None to pass);
   they run in pluggy's order (``tryfirst``/``trylast``, then last registered first), each seeing the previous
@@ -61,6 +61,28 @@ def diffence_register_executors(register):
     ``factory(address=None, threads=1, progress=True)`` builds an object with ``name``, ``threads`` and
     ``map(task, items, *, shared=None, desc="tasks", gpu=False) -> results in item order``
     (``evaluation.executor.Executor``). A plan names it in ``[run].executor``.
+    """
+
+
+@hookspec
+def diffence_register_datasets(register):
+    """Call ``register(name, loader)`` for each dataset a plan may name in ``[data].dataset``.
+
+    ``loader(folder)`` returns a ``data.ImageDataset`` (float32 (S, C, H, W) images in [0, 1], int64 labels,
+    and a test split or None) read from the plan's ``[data].folder``. A loader whose ``folder`` parameter
+    has a default (``folder=None``) needs no folder; otherwise the plan must give one. Raise
+    ``FileNotFoundError`` or ``ValueError`` naming what is missing or wrong: the audit reports it as the
+    plan's error.
+    """
+
+
+@hookspec
+def diffence_register_models(register):
+    """Call ``register(name, factory)`` for each zoo architecture a plan may name in ``[target].model``.
+
+    ``factory(nb_classes, channels)`` returns a fresh, untrained ``torch.nn.Module`` mapping (B, C, H, W)
+    images to (B, nb_classes) logits; the target's recipe and the attacker's reference models build it by
+    name, so it must start from torch's seeded initialisation and nothing else.
     """
 
 

@@ -97,6 +97,18 @@ def get_executors(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[
     return _registry((pm or get_plugin_manager()).hook.diffence_register_executors, "executor")
 
 
+def get_datasets(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
+    """Every dataset registered (``diffence_register_datasets``: digits, cifar10, cifar100, svhn and the
+    plugins' own), by name, each a ``loader(folder) -> data.ImageDataset``."""
+    return _registry((pm or get_plugin_manager()).hook.diffence_register_datasets, "dataset")
+
+
+def get_models(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
+    """Every zoo model registered (``diffence_register_models``: the built-in zoo and the plugins' own), by
+    name, each a ``factory(nb_classes, channels) -> torch.nn.Module``."""
+    return _registry((pm or get_plugin_manager()).hook.diffence_register_models, "model")
+
+
 def fold_hook(caller: pluggy.HookCaller, value_name: str, value: Any, **kwargs: Any) -> Any:
     """Run every implementation of ``caller`` in pluggy's call order, each on the previous output."""
     for impl in reversed(caller.get_hookimpls()):
