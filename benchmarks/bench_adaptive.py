@@ -1,16 +1,22 @@
 """Adaptive attackers against Diffence on the demo setting: near-duplicate averaging per perturbation kind and
-number of copies M, under the old key (raw float32 bytes) and the new ones (quantised, LSH); repeated exact
-queries without the deterministic mode; the recovery curve beyond the quantisation radius; and the label-only
+number of copies M, under the old key (raw float32 bytes) and the new ones (quantised, LSH); flat-region
+queries (one grey level on the flattest pixels, references queried the same way); repeated exact queries
+without the deterministic mode; the recovery curve beyond the quantisation radius; and the label-only
 noise-robustness attack, alone and combined with the soft-label LiRA.
 
     python benchmarks/bench_adaptive.py --out runs/adaptive          # about 40 minutes on 2 CPU cores
+    python benchmarks/bench_adaptive.py --out runs/adaptive-flat --only flat --flat-copies 64
     python benchmarks/bench_adaptive.py --out runs/adaptive-smoke --quick
 
-Every figure is scored on the demo's 150 + 150 evaluation records; attacks are fitted on the attacker's
-known records (which it queries the same adaptive way) and chosen on its held-out half. LiRA uses the
-attacker's defense-aware references answering single queries. RMIA is left out (it would need the
-population records queried M times too). Reconstructions are computed once per distinct (reconstructed
-input, key) pair: copies that share both get the identical candidates (checked against a direct run).
+The target, the defender's DDPM, the attacker's references, its own DDPM and its copy of each scenario come
+from the audit engine's first three stages on the demo preset (``engine.run_stages``; kept in ``OUT/engine``,
+so a rerun trains nothing again). Every figure is scored on the demo's 150 + 150 evaluation records; attacks
+are fitted on the attacker's known records (which it queries the same adaptive way) and chosen on its
+held-out half. LiRA uses the attacker's defense-aware references: answering single queries for the
+near-duplicate kinds, and the same M copies through its own Diffence for the flat-region attack. RMIA is left
+out (it would need the population records queried M times too). Reconstructions are computed once per
+distinct (reconstructed input, key) pair: copies that share both get the identical candidates (checked
+against a direct run).
 """
 
 from __future__ import annotations
@@ -24,22 +30,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffence_plugin import Diffence, train_diffusion, tiny_unet_config
-from diffence_plugin.data import digits_images
+from diffence_plugin import Diffence
 from diffence_plugin.evaluation.adaptive import (combine, label_only_lira, label_survival, perturbed_copies,
                                                  recovery)
-from diffence_plugin.evaluation.lira import LiRA, logit_confidence
-from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
-from diffence_plugin.evaluation.report import machine
-from diffence_plugin.evaluation.attacker import attacker_universe, diffence_view, undefended_view
+from diffence_plugin.evaluation.attacker import AttackerView, diffence_view, reference_candidates, undefended_view
 from diffence_plugin.evaluation.attacks import Sets, scored_attack
+from diffence_plugin.evaluation.engine import run_stages
 from diffence_plugin.evaluation.families import evaluate_defense
+from diffence_plugin.evaluation.lira import LiRA, logit_confidence
+from diffence_plugin.evaluation.plan import load_preset
+from diffence_plugin.evaluation.report import machine
 from diffence_plugin.outputs import Candidates
-from diffence_plugin.randomness import experiment_seed
-from demo_sizes import DemoSizes
 
 ROLES4 = ("attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers")
-DEFENSES = ("undefended", "scenario_1", "scenario_3")
+DEFENSES = ("undefended", "scenario_1", "scenario_2", "scenario_3")
 
 
 class Releases:
@@ -48,9 +52,10 @@ class Releases:
 
     def __init__(self, base: Diffence, model, defender: tuple[np.ndarray, np.ndarray]) -> None:
         self.base, self.model = base, model
-        self.s1 = base.with_config(scenario=1)
+        self.s1, self.s2 = base.with_config(scenario=1), base.with_config(scenario=2)
         cm, cn = (base.candidates(model, torch.from_numpy(d)) for d in defender)
         self.s1.calibrate_from_candidates(cm, cn)
+        self.s2.calibrate_from_candidates(cm, None)
         self.cache: dict[bytes, torch.Tensor] = {}
         self.reconstructed = 0
 
@@ -85,6 +90,7 @@ class Releases:
         cands = self.candidates(x)
         return {"undefended": cands.original_log_probs.exp().numpy(),
                 "scenario_1": self.s1.release(cands).probs.numpy(),
+                "scenario_2": self.s2.release(cands).probs.numpy(),
                 "scenario_3": self.base.release(cands).probs.numpy()}
 
 
@@ -102,11 +108,57 @@ def summarise(row, single, seed: int) -> dict:
                      "tpr@0.01": lira.tpr.get(0.01), "recovery": recovery(lira, lira_single, seed=seed)}}
 
 
+def engine_plan(args: argparse.Namespace) -> dict:
+    """The demo preset with Scenarios 1-3 only, no ART attacks and no selection draws, in ``OUT/engine``."""
+    overrides = [f"run.seed={args.seed}", f"roles.seed={args.seed}", "attacks.art=[]", "attacks.selection_draws=0",
+                 "run.progress=false", f"run.out={json.dumps(str(Path(args.out) / 'engine'))}"]
+    if args.quick:
+        overrides += ["diffusion.steps=40", "attacks.references=4", "target.train.epochs=30"]
+    plan = load_preset("demo", overrides)
+    plan["defenses"] = [d for d in plan["defenses"] if d["label"] in DEFENSES]
+    if args.quick:
+        for d in plan["defenses"]:
+            d["options"]["diffence"]["n"] = 6
+    return plan
+
+
+class ReferenceCopies:
+    """The attacker's references answering the same perturbed copies the target is sent, through its own
+    Diffence (one reconstruction per copy of each queried record, shared by the references and scenarios)."""
+
+    def __init__(self, staged, attacker: Diffence, records: np.ndarray) -> None:
+        self.refs, self.universe, self.attacker = staged.armed.references, staged.armed.copies.universe, attacker
+        self.x, self.split, self.records = staged.prep.x, staged.prep.split, records
+        self.base_images = attacker.reconstructions(torch.from_numpy(self.x[self.universe]))  # under its own key
+        self.positions = {int(i): p for p, i in enumerate(self.universe)}
+        self.at = np.array([self.positions[int(i)] for i in records])
+
+    def views(self, copy: np.ndarray) -> dict[str, AttackerView]:
+        """Each defense's view when every record in ``records`` is replaced by its ``copy``."""
+        xc = self.x.copy()
+        xc[self.records] = copy
+        images = self.base_images.clone()
+        images[torch.from_numpy(self.at)] = self.attacker.reconstructions(torch.from_numpy(xc[self.records]))
+        cands = reference_candidates(self.refs, self.attacker, xc, self.universe, images)
+        views = {"undefended": undefended_view(self.refs, xc, self.universe)}
+        views |= {f"scenario_{k}": diffence_view(self.refs, self.attacker.with_config(scenario=k), xc, self.universe,
+                                                  images, self.split, cands) for k in (1, 2, 3)}
+        return views
+
+
+def averaged_views(total: dict[str, np.ndarray], count: int, like: dict[str, AttackerView]) -> dict:
+    return {d: AttackerView(total[d] / count, v.in_mask, v.universe, aware=v.aware) for d, v in like.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/adaptive")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the numbers")
+    parser.add_argument("--only", choices=("all", "flat"), default="all",
+                        help="flat: only the flat-region attack (quantised and LSH keys, and fresh noise)")
+    parser.add_argument("--flat-copies", type=int, default=64, help="the most copies M of the flat-region attack")
+    parser.add_argument("--flat-modes", default="quantised,lsh", help="keys the flat-region attack is run against")
     parser.add_argument("--table", help="only print the tables of an adaptive.json this script wrote")
     parser.add_argument("--condensed", action="store_true",
                         help="with --table: one row per perturbation, size and M; keys and scenarios as columns")
@@ -115,51 +167,74 @@ def main() -> None:
         (print_condensed if args.condensed else print_tables)(json.loads(Path(args.table).read_text()))
         return
     start = time.perf_counter()
-    s = DemoSizes.of(seed=args.seed)
-    if args.quick:
-        s = dataclasses.replace(s, ddpm_steps=40, n=6, references=4, target_epochs=30)
-    x, y = digits_images()
-    split = s.split(len(x))
+    plan = engine_plan(args)
+    staged = run_stages(plan, log=lambda line: print(line, flush=True))
+    prep, seed = staged.prep, args.seed
+    x, y, split, model = prep.x, prep.y, prep.split, prep.model
     records = np.concatenate([getattr(split, r) for r in ROLES4])
     quiet = dataclasses.replace(split, population=np.zeros(0, dtype=np.int64))  # no RMIA: see the docstring
-    recipe = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=s.target_epochs, batch_size=64)
-    model = recipe.train(x[split.members], y[split.members], s.seed)
-    unet = tiny_unet_config(8, 1, width=s.ddpm_width)
-    ddpm = train_diffusion(torch.from_numpy(x[split.members]), unet_config=unet, steps=s.ddpm_steps,
-                           max_timestep=s.ddpm_max_timestep, seed=s.seed, progress=False)
-    universe = attacker_universe(split, 2 * s.members)
-    refs = train_references(recipe, x[universe], y[universe], s.references, seed=s.seed + 1, progress=False)
-    attacker_ddpm = train_diffusion(torch.from_numpy(x[split.attacker_pool]), unet_config=unet, steps=s.ddpm_steps,
-                                    max_timestep=s.ddpm_max_timestep, seed=s.seed + 1, progress=False)
-    attacker = Diffence(attacker_ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed + 1),
-                        output="logits", levels=16)
-    images = attacker.reconstructions(torch.from_numpy(x[universe]))
-    views = {"undefended": undefended_view(refs, x, universe)}
-    views |= {f"scenario_{k}": diffence_view(refs, attacker.with_config(scenario=k), x, universe, images, split)
-              for k in (1, 3)}
+    s3 = staged.defended.defenses["scenario_3"].diffence
+    views = {d: staged.armed.views[""][d] for d in DEFENSES}
+    settings = {"plan": plan["name"], "n": s3.config.n, "t": s3.config.t, "k": s3.config.k,
+                "levels": s3.config.levels, "references": plan["attacks"]["references"], "seed": seed,
+                "ddpm_steps": plan["diffusion"]["steps"], "target_epochs": plan["target"]["train"]["epochs"]}
     print(f"setup {time.perf_counter() - start:.0f} s", flush=True)
 
-    def evaluate(answers: dict[str, np.ndarray]) -> dict:
-        return {d: evaluate_defense(d, released_roles(answers[d], split, records), None, y, quiet, view=views[d],
-                                    seed=s.seed) for d in DEFENSES}
+    def evaluate(answers: dict[str, np.ndarray], against: dict | None = None) -> dict:
+        return {d: evaluate_defense(d, released_roles(answers[d], split, records), None, y, quiet,
+                                    view=(against or views)[d], seed=seed) for d in DEFENSES}
 
+    table, checks = [], {}
+    defender = (x[split.defender_members], x[split.defender_nonmembers])
+    result = {"settings": settings, "rows": table, "checks": checks, "partial": True}
+    if args.only == "all":
+        near_duplicates(s3, model, defender, x, records, seed, evaluate, table, checks, args, result, start)
+    mine = staged.armed.copies.get(s3)["mine"]
+    for mode in args.flat_modes.split(","):
+        releases = Releases(s3.with_config(key=mode), model, defender)
+        flat_region(releases, ReferenceCopies(staged, mine.with_config(key=mode, scenario=3), records), mode,
+                    x, records, seed, evaluate, table, 8 if args.quick else args.flat_copies, args, result, start)
+    if args.only == "all":
+        repeated_fresh(Releases(s3.with_config(deterministic=False), model, defender), x, records, seed, evaluate,
+                       table)
+        print(f"non-deterministic exact repeats: {time.perf_counter() - start:.0f} s", flush=True)
+        result["label_only"] = label_only_attacks(model, staged.armed.references, views, x, y, quiet,
+                                                  staged.armed.copies.universe, records, seed, evaluate,
+                                                  Releases(s3, model, defender), checks, quick=args.quick)
+    result.update(seconds=time.perf_counter() - start, machine=machine(), partial=False)
+    save(args.out, result)
+    print_tables(result)
+
+
+def repeated_fresh(fresh: Releases, x, records, seed, evaluate, table) -> None:
+    """Repeated exact queries without the deterministic mode: each answer a fresh draw."""
+    single = evaluate(fresh(x[records]))
+    answers = [fresh(x[records]) for _ in range(8)]
+    for m in (1, 8):
+        rows = evaluate({d: np.mean([a[d] for a in answers[:m]], axis=0) for d in DEFENSES})
+        for d in DEFENSES:
+            table.append({"mode": "non-deterministic", "kind": "exact", "size": 0.0, "copies": m, "defense": d,
+                          **summarise(rows[d], single[d], seed)})
+
+
+def near_duplicates(s3: Diffence, model, defender, x, records, seed, evaluate, table, checks, args, result,
+                    start) -> None:
+    """Averaged near-duplicates (sub-quantum kinds, and one and four grey levels) per key; references answer
+    single queries."""
     big = 8 if args.quick else 64
     copies_of = {"raw": {"zero_sign": 8, "ulp": 8, "grey_level": 8, "gaussian": 8},  # M = 64: 1 h more of CPU
                  "quantised": {k: big for k in ("zero_sign", "ulp", "grey_level", "gaussian")},
                  "lsh": {k: big for k in ("zero_sign", "ulp", "grey_level", "gaussian")}}
     beyond = {"quantised": [1 / 16], "lsh": [1 / 16, 4 / 16]}  # one and four grey levels: past the quantum
-    table, checks = [], {}
-    defender = (x[split.defender_members], x[split.defender_nonmembers])
     for mode in ("raw", "quantised", "lsh"):
-        base = Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed), output="logits",
-                        key=mode, levels=16)
+        base = s3.with_config(key=mode)
         releases = Releases(base, model, defender)
         releases.remember(x[records])
         single = evaluate(releases(x[records]))
         runs = [(kind, 1 / 255, m) for kind, m in copies_of[mode].items()]
         runs += [("grey_level", size, 8) for size in beyond.get(mode, [])]
         for kind, size, most in runs:
-            copies = perturbed_copies(x[records], kind, most, size=size, seed=s.seed + 7)
+            copies = perturbed_copies(x[records], kind, most, size=size, seed=seed + 7)
             if mode == "quantised" and kind == "gaussian":  # the cache must equal a direct run
                 direct = base.candidates(model, torch.from_numpy(copies[0, :20]))
                 cached = releases.candidates(copies[0, :20])
@@ -172,31 +247,32 @@ def main() -> None:
                 rows = evaluate(averaged)
                 for d in DEFENSES:
                     table.append({"mode": mode, "kind": kind, "size": size, "copies": m, "defense": d,
-                                  **summarise(rows[d], single[d], s.seed)})
+                                  **summarise(rows[d], single[d], seed)})
             print(f"{mode} {kind} size {size:.4f} M<={most}: {releases.reconstructed - before} reconstructions, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-            save(args.out, {"settings": dataclasses.asdict(s), "rows": table, "checks": checks, "partial": True})
+            save(args.out, result)
 
-    # repeated exact queries without the deterministic mode (fresh noise per query)
-    fresh = Releases(Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3, seed=experiment_seed(s.seed),
-                              output="logits", deterministic=False, levels=16), model, defender)
-    single = evaluate(fresh(x[records]))
-    answers = [fresh(x[records]) for _ in range(8)]
-    for m in (1, 8):
-        rows = evaluate({d: np.mean([a[d] for a in answers[:m]], axis=0) for d in DEFENSES})
-        for d in DEFENSES:
-            table.append({"mode": "non-deterministic", "kind": "exact", "size": 0.0, "copies": m, "defense": d,
-                          **summarise(rows[d], single[d], s.seed)})
-    print(f"non-deterministic exact repeats: {time.perf_counter() - start:.0f} s", flush=True)
 
-    label_only = label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, evaluate,
-                                    Releases(Diffence(ddpm, n=s.n, t=s.t, k=s.k, scenario=3,
-                                                      seed=experiment_seed(s.seed), output="logits", levels=16),
-                                             model, defender), checks, quick=args.quick)
-    result = {"settings": dataclasses.asdict(s), "rows": table, "label_only": label_only, "checks": checks,
-              "seconds": time.perf_counter() - start, "machine": machine()}
-    save(args.out, result)
-    print_tables(result)
+def flat_region(releases: Releases, refs: ReferenceCopies, mode: str, x, records, seed, evaluate, table,
+                most: int, args, result, start) -> None:
+    """The flat-region attack: copy c raises the c-th flattest pixel by one grey level (1/16); the target
+    and the attacker's references are sent the same copies, and both averages go to the attacks."""
+    single = evaluate(releases(x[records]))
+    copies = perturbed_copies(x[records], "flat", most, size=1 / 16, seed=seed + 7)
+    totals, views_total = None, None
+    checkpoints = sorted({1, 4, 16, 32, most} & set(range(1, most + 1)))
+    for c, copy in enumerate(copies, 1):
+        answer, views = releases(copy), refs.views(copy)
+        totals = answer if totals is None else {d: totals[d] + answer[d] for d in DEFENSES}
+        views_total = {d: v.probs for d, v in views.items()} if views_total is None else \
+            {d: views_total[d] + views[d].probs for d in DEFENSES}
+        if c in checkpoints:
+            rows = evaluate({d: totals[d] / c for d in DEFENSES}, averaged_views(views_total, c, views))
+            for d in DEFENSES:
+                table.append({"mode": mode, "kind": "flat", "size": 1 / 16, "copies": c, "defense": d,
+                              **summarise(rows[d], single[d], seed)})
+            print(f"{mode} flat M={c}: {time.perf_counter() - start:.0f} s", flush=True)
+            save(args.out, result)
 
 
 def save(folder: str, result: dict) -> None:
@@ -206,7 +282,7 @@ def save(folder: str, result: dict) -> None:
     (out / "adaptive.json").write_text(json.dumps(result, indent=2, default=float))
 
 
-def label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, evaluate, releases, checks,
+def label_only_attacks(model, refs, views, x, y, quiet, universe, records, seed: int, evaluate, releases, checks,
                        quick: bool) -> dict:
     """Choquette-Choo's noise robustness: survival counts scored directly and by LiRA, with sigma chosen on
     the attacker's selection records; then combined with the single-query soft-label LiRA."""
@@ -238,8 +314,8 @@ def label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, ev
 
         def lira(idx, pooled=pooled):
             return pooled[[positions[int(i)] for i in idx]]
-        candidates[sigma] = (scored_attack(f"survival_count@{sigma}", count, sets, s.seed),
-                             scored_attack(f"survival_lira@{sigma}", lira, sets, s.seed), lira)
+        candidates[sigma] = (scored_attack(f"survival_count@{sigma}", count, sets, seed),
+                             scored_attack(f"survival_lira@{sigma}", lira, sets, seed), lira)
     sigma = max(candidates, key=lambda g: max(candidates[g][0].selection_auc, candidates[g][1].selection_auc))
     count_result, lira_result, lira_fn = candidates[sigma]
     out = {"sigma": sigma, "queries": queries,
@@ -254,10 +330,10 @@ def label_only_attacks(model, refs, views, x, y, quiet, universe, records, s, ev
         fit_m, fit_n = sets.fit
         score = combine(np.stack([lira_fn(fit_m), soft_fn(fit_m)], -1), np.stack([lira_fn(fit_n), soft_fn(fit_n)], -1))
         combined = scored_attack("survival_lira+soft_lira", lambda idx: score(np.stack([lira_fn(idx), soft_fn(idx)], -1)),
-                                 sets, s.seed)
+                                 sets, seed)
         out["combined"][d] = {"auc": combined.auc, "auc_ci": list(combined.ci["auc"]),
                               "tpr@0.01": combined.tpr.get(0.01), "soft_lira_auc": soft.auc,
-                              "recovery_over_soft": recovery(combined, soft, seed=s.seed)}
+                              "recovery_over_soft": recovery(combined, soft, seed=seed)}
     return out
 
 
@@ -276,10 +352,11 @@ def print_condensed(result: dict) -> None:
     """Two markdown tables (chosen attack's AUC recovery; LiRA's TPR@1%FPR recovery in points), one row per
     perturbation, size and M, one column per key and Diffence scenario."""
     modes = [m for m in ("raw", "quantised", "lsh", "non-deterministic") if any(r["mode"] == m for r in result["rows"])]
-    columns = [(m, d) for m in modes for d in ("scenario_1", "scenario_3")]
+    columns = [(m, d) for m in modes for d in ("scenario_1", "scenario_2", "scenario_3")
+               if any(r["mode"] == m and r["defense"] == d for r in result["rows"])]
     cells = {(r["mode"], r["kind"], r["size"], r["copies"], r["defense"]): r for r in result["rows"]}
     keys = sorted({(r["kind"], r["size"], r["copies"]) for r in result["rows"]},
-                  key=lambda k: (["exact", "zero_sign", "ulp", "grey_level", "gaussian"].index(k[0]), k[1], k[2]))
+                  key=lambda k: (["exact", "zero_sign", "ulp", "grey_level", "gaussian", "flat"].index(k[0]), k[1], k[2]))
     header = "| perturbation | size | M | " + " | ".join(f"{m} {d[-1] and 'S' + d[-1]}" for m, d in columns) + " |"
     for title, cell in (
             ("chosen attack: AUC(averaged M copies) - AUC(single query) [95% CI]",
@@ -294,9 +371,10 @@ def print_condensed(result: dict) -> None:
             row = [cell(cells[(mode, kind, size, m, d)]) if (mode, kind, size, m, d) in cells else "-"
                    for mode, d in columns]
             print(f"| {kind} | {size:.4f} | {m} | " + " | ".join(row) + " |")
-    base = {(r["mode"], r["defense"]): r for r in result["rows"] if r["copies"] == 1 and r["kind"] == "zero_sign"}
-    print("\nsingle-query chosen-attack AUC per key: " + "; ".join(
-        f"{m} {d}: {r['best']['auc'] - r['best']['recovery']['auc_change']:.3f}" for (m, d), r in base.items()))
+    base = {(r["mode"], r["kind"], r["defense"]): r for r in result["rows"]
+            if r["copies"] == 1 and r["kind"] in ("zero_sign", "flat")}
+    print("\nsingle-query chosen-attack AUC per key (the zero_sign and flat runs' own single queries): " + "; ".join(
+        f"{m} {k} {d}: {r['best']['auc'] - r['best']['recovery']['auc_change']:.3f}" for (m, k, d), r in base.items()))
 
 
 def print_tables(result: dict) -> None:

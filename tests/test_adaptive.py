@@ -12,8 +12,9 @@ import torch
 from scipy.stats import norm
 
 from diffence_plugin import Diffence
-from diffence_plugin.evaluation.adaptive import (PERTURBATIONS, averaged_release, combine, label_only_lira,
-                                                 label_survival, perturbed_copies, recovery)
+from diffence_plugin.evaluation.adaptive import (PERTURBATIONS, averaged_release, combine, input_relevance,
+                                                 label_only_lira, label_survival, local_contrast, perturbed_copies,
+                                                 recovery)
 from diffence_plugin.evaluation.metrics import membership_metrics
 from diffence_plugin.randomness import canonical, input_keys, lsh_buckets
 
@@ -53,6 +54,13 @@ def test_perturbed_copies_change_what_each_kind_says(grid_images, kind):
     elif kind == "grey_level":
         assert (changed == 1).all()
         np.testing.assert_allclose(np.abs(diff).reshape(5, len(x), -1).sum(-1), 1 / 255, atol=1e-6)
+    elif kind == "flat":  # one pixel per copy, the five flattest of each record, each once
+        assert (changed == 1).all()
+        np.testing.assert_allclose(np.abs(diff).reshape(5, len(x), -1).sum(-1), 1 / 255, atol=1e-6)
+        moved = np.abs(diff).reshape(5, len(x), -1).argmax(-1).T
+        contrast = local_contrast(x)
+        assert all(len(set(m)) == 5 for m in moved)
+        np.testing.assert_array_equal(np.sort(np.take_along_axis(contrast, moved, 1)), np.sort(contrast)[:, :5])
     else:
         assert (changed > 20).all() and 0.3 / 255 < diff.std() < 1.5 / 255
 
@@ -72,6 +80,14 @@ def test_quantised_key_ignores_sub_level_changes_and_raw_key_does_not(grid_image
     a_level = x.clone()
     a_level[0, 0, 0, 0] = 1.0 - x[0, 0, 0, 0]  # a whole grey-level change is a different query
     assert input_keys(a_level, "quantised", levels=16)[0] != input_keys(x, "quantised", levels=16)[0]
+
+
+def test_flat_copies_of_one_grey_level_change_the_quantised_key(grid_images):
+    """What the flat-region attack exploits: one grey level on one pixel is a new quantised key."""
+    x = grid_images.numpy()
+    base = input_keys(grid_images, "quantised", levels=16)
+    for copy in perturbed_copies(x, "flat", 8, size=1 / 16, seed=0):
+        assert all(a != b for a, b in zip(input_keys(torch.from_numpy(copy), "quantised", levels=16), base))
 
 
 def test_lsh_key_is_stable_within_its_radius_and_moves_beyond_it():
@@ -230,6 +246,85 @@ def test_averaging_fresh_noise_converges_and_identical_answers_do_not_move():
     np.testing.assert_allclose(averaged_release(noisy, copies), truth, atol=0.03)  # sd 0.1 / sqrt(400) = 0.005
     fixed = averaged_release(lambda b: truth[np.arange(len(b)) % 2], copies)
     np.testing.assert_allclose(fixed, truth, rtol=0, atol=1e-12)
+
+
+def test_flat_copies_visit_each_pixel_once_least_relevant_first_then_with_twice_the_step():
+    x = np.zeros((2, 1, 3, 3), dtype=np.float32)
+    x[1, 0, 2, 2] = 1.0  # at 1 a step up is impossible: the copy steps down
+    relevance = np.tile(np.arange(9.0)[::-1], (2, 1))  # pixel 8 least relevant, then 7, ...
+    copies = perturbed_copies(x, "flat", 11, size=1 / 16, seed=0, relevance=relevance)
+    diff = (copies - x[None]).reshape(11, 2, 9)
+    assert ((diff != 0).sum(-1) == 1).all()
+    assert list(np.abs(diff[:, 0]).argmax(-1)) == [8, 7, 6, 5, 4, 3, 2, 1, 0, 8, 7]
+    np.testing.assert_allclose(diff[:9, 0].sum(-1), 1 / 16)
+    np.testing.assert_allclose(diff[9:, 0].sum(-1), 2 / 16)  # the second pass: twice the step
+    assert diff[0, 1, 8] == pytest.approx(-1 / 16)
+    with pytest.raises(ValueError, match="one value per pixel"):
+        perturbed_copies(x, "flat", 2, seed=0, relevance=relevance[:, :4])
+
+
+def test_input_relevance_is_the_gradient_of_the_labels_log_probability():
+    """For logits W x + b, d log p_y / dx = W_y - sum_k p_k W_k (closed form)."""
+    model = LinearClassifier(features=16, classes=3).eval()
+    x = np.random.default_rng(0).random((5, 1, 4, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    w = model.linear.weight.detach().double().numpy()
+    with torch.no_grad():
+        p = torch.softmax(model(torch.from_numpy(x)).double(), -1).numpy()
+    expected = np.abs(w[y] - p @ w)
+    np.testing.assert_allclose(input_relevance(model, x, y, batch=2), expected, rtol=1e-5, atol=1e-8)
+
+
+def _keyed_noise_release(shift: np.ndarray, sd: float):
+    """A deterministic defense keyed by the query's raw bytes, for records whose true-label logit is ``shift``
+    (one per record, the batch holding copies of the records in order): logit plus Gaussian noise drawn from
+    a hash of the query. The same query gets the same answer; a changed one gets fresh noise."""
+    import hashlib
+
+    def release(batch):
+        noise = np.array([np.random.default_rng(int.from_bytes(hashlib.sha256(img.tobytes()).digest()[:8], "little"))
+                          .normal(0, sd) for img in batch])
+        p = 1 / (1 + np.exp(-(shift[np.arange(len(batch)) % len(shift)] + noise)))
+        return np.stack([p, 1 - p], -1)
+    return release
+
+
+def test_flat_copies_do_nothing_to_an_undefended_model_and_take_back_fresh_noise(digits):
+    """The attack's two controls: on the undefended model the average of flat copies scores like the single
+    query (the classifier does not see them); on a raw-keyed noisy release it recovers what the noise hid.
+    There, member logits 2 and non-member logits 1 under noise of sd 2 give the single query an AUC of
+    Phi(1 / sqrt(8)) = 0.638; 16 fresh draws averaged shrink the noise and raise it."""
+    from diffence_plugin.data import DigitsMLP
+    from diffence_plugin.defenses.training import train_classifier
+
+    x, y = digits
+    order = np.random.default_rng(0).permutation(len(x))
+    members, nonmembers = order[:300], order[300:600]
+    model = train_classifier(DigitsMLP(), x[members], y[members], epochs=40, seed=0, progress=False).eval()
+
+    def softmax(batch):
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(batch))).double(), -1).numpy()
+
+    def score(release, records, labels, copies):  # logit of the averaged true-label probability
+        queries = perturbed_copies(x[records], "flat", copies, size=1 / 16, seed=3) if copies else x[records][None]
+        p = np.clip(averaged_release(release, queries)[np.arange(len(records)), labels], 1e-12, 1 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+
+    def attack(release, copies):
+        return membership_metrics(f"flat{copies}", score(release, members, y[members], copies),
+                                  score(release, nonmembers, y[nonmembers], copies))
+
+    plain, flat = attack(softmax, 0), attack(softmax, 16)
+    assert plain.auc > 0.55 and abs(recovery(flat, plain, bootstrap=200)["auc_change"]) < 0.01
+    label0 = np.zeros(300, dtype=np.int64)
+    member, nonmember = _keyed_noise_release(np.full(300, 2.0), 2.0), _keyed_noise_release(np.full(300, 1.0), 2.0)
+    single = membership_metrics("single", score(member, members, label0, 0), score(nonmember, nonmembers, label0, 0))
+    averaged = membership_metrics("flat16", score(member, members, label0, 16),
+                                  score(nonmember, nonmembers, label0, 16))
+    assert abs(single.auc - norm.cdf(1 / np.sqrt(8))) < 0.06
+    took = recovery(averaged, single, bootstrap=200)
+    assert took["auc_change"] > 0.1 and took["auc_ci"][0] > 0, took
 
 
 def test_label_survival_matches_its_closed_form():

@@ -6,6 +6,10 @@ take back from a defense.
 - Near-duplicate averaging: M copies of each record, each changed a little (``PERTURBATIONS``), and the
   released vectors averaged. Against a defense whose randomness changes with the query, the average
   converges to the defense's mean output and its randomness stops hiding membership.
+- Flat-region queries: copy c moves the c-th flattest pixel of the record (smallest local contrast, or
+  smallest input gradient of the classifier with ``relevance``) by one grey level. The classifier does not
+  notice (its output barely moves), yet each copy is a new query: against a key that changes with it, each
+  buys a fresh draw of the defense's noise and selection, and the average takes the randomness back.
 - Label-only noise robustness (Choquette-Choo et al., ICML 2021, "Label-only membership inference
   attacks"): how often the label survives Gaussian noise. Diffence keeps every query's label by design, so
   this is what it cannot hide, whatever its randomness.
@@ -30,16 +34,20 @@ PERTURBATIONS = {
     "ulp": "one random pixel moved by one float32 ulp",
     "grey_level": "one random pixel moved by +-size (default 1/255), kept in [0, 1]",
     "gaussian": "Gaussian noise of sd size (default 1/255) on every pixel, clipped to [0, 1]",
+    "flat": "copy c moves the c-th flattest pixel (local contrast, or the given relevance) by +size (-size at 1); "
+            "past the last pixel, again with 2 x size",
 }
 DEFAULT_SIZE = 1 / 255
 
 Release = Callable[[np.ndarray], np.ndarray]  # (B, C, H, W) float32 queries -> (B, K) released probabilities
 
 
-def perturbed_copies(x: np.ndarray, kind: str, copies: int, *, size: float = DEFAULT_SIZE,
-                     seed: int) -> np.ndarray:
+def perturbed_copies(x: np.ndarray, kind: str, copies: int, *, size: float = DEFAULT_SIZE, seed: int,
+                     relevance: np.ndarray | None = None) -> np.ndarray:
     """(M, S, C, H, W) float32 near-duplicates of the images ``x`` (S, C, H, W) in [0, 1], of one ``kind``
-    (a key of ``PERTURBATIONS``). Copy 0 is perturbed too: the attacker never sends the record itself."""
+    (a key of ``PERTURBATIONS``). Copy 0 is perturbed too: the attacker never sends the record itself.
+    ``relevance`` (S, C*H*W), for ``"flat"`` only: the pixels' order (least relevant first) instead of their
+    local contrast, e.g. ``input_relevance`` of the attacker's own model."""
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}; choose from {sorted(PERTURBATIONS)}")
     if copies < 1:
@@ -73,9 +81,52 @@ def perturbed_copies(x: np.ndarray, kind: str, copies: int, *, size: float = DEF
             sign = np.where(rng.random(x.shape[0]) < 0.5, -1.0, 1.0)
             sign = np.where(values + sign * size > 1, -1.0, np.where(values + sign * size < 0, 1.0, sign))
             flat[c, rows, where] = np.clip(values + sign * size, 0, 1)
+    elif kind == "flat":
+        _flat_pixels(flat, x, size, rng, relevance)
     else:  # gaussian
         flat[:] = np.clip(flat + rng.normal(0.0, size, flat.shape), 0, 1)
     return out
+
+
+def local_contrast(x: np.ndarray) -> np.ndarray:
+    """(S, C*H*W) max - min of each pixel's 3x3 neighbourhood (in its channel): 0 in a flat region, such as a
+    digit's background far from the strokes."""
+    x = np.asarray(x, dtype=np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = x.shape[-2:]
+    windows = np.stack([padded[..., i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    return (windows.max(axis=0) - windows.min(axis=0)).reshape(len(x), -1)
+
+
+def input_relevance(model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(S, C*H*W) |d log p_y / d x|: how much each pixel moves the classifier's log-probability of the label,
+    the generic (natural-image) choice of pixels the classifier ignores for ``kind="flat"``."""
+    import torch
+
+    out = []
+    for start in range(0, len(x), batch):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch], dtype=np.float32)).requires_grad_(True)
+        yb = torch.from_numpy(np.asarray(y[start:start + batch], dtype=np.int64))
+        logp = torch.log_softmax(model(xb).double(), -1)
+        (grad,) = torch.autograd.grad(logp[torch.arange(len(yb)), yb].sum(), xb)
+        out.append(grad.abs().reshape(len(xb), -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, int(np.prod(x.shape[1:]))), dtype=np.float32)
+
+
+def _flat_pixels(flat: np.ndarray, x: np.ndarray, size: float, rng: np.random.Generator,
+                 relevance: np.ndarray | None) -> None:
+    """Move, in copy c of each record, its c-th least relevant pixel (ties in random order) by one step."""
+    copies, records, pixels = flat.shape
+    score = local_contrast(x) if relevance is None else np.asarray(relevance, dtype=np.float64).reshape(records, -1)
+    if score.shape != (records, pixels):
+        raise ValueError(f"relevance must have one value per pixel, shape {(records, pixels)}, got {score.shape}")
+    order = np.lexsort((rng.random(score.shape), score), axis=-1)  # flattest first, random among equals
+    rows = np.arange(records)
+    for c in range(copies):
+        where = order[:, c % pixels]
+        step = size * (1 + c // pixels)
+        values = flat[c, rows, where]
+        flat[c, rows, where] = np.where(values + step <= 1, values + step, np.clip(values - step, 0, 1))
 
 
 def averaged_release(release: Release, copies: np.ndarray) -> np.ndarray:

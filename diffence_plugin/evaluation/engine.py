@@ -75,6 +75,8 @@ class Armed:
     views: dict[str, dict[str, AttackerView]] = field(default_factory=dict)
     shadows: dict[str, ShadowDiffence] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    references: Any = None  # its ReferenceModels, when it trains any
+    copies: Any = None  # its AttackerDiffence: its own DDPMs and Diffence copies, for studies of its own attacks
 
 
 # ---- stage 1 -----------------------------------------------------------------------------------------------
@@ -467,6 +469,7 @@ def arm(plan: dict, prep: Prepared, defended: Defended, executor, out: Path, log
         refs = train_references(recipe, x[universe], y[universe], attacks["references"], seed=plan["run"]["seed"] + 1,
                                 cache=out / "reference-cache", progress=plan["run"]["progress"], executor=executor)
         copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed, Stages(out))
+        armed.references, armed.copies = refs, copies
         for q, xq in defended.queries.items():
             plain = undefended_view(refs, xq, universe)
             armed.views[q] = {"undefended": plain}
@@ -659,16 +662,27 @@ class Run:
     out: Path
 
 
-def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Run:
-    """Run a resolved plan (``plan.load_plan`` / ``load_preset``) through every stage into ``[run].out``.
+@dataclass
+class Staged:
+    """A plan through its first three stages: prepared, defended and armed, ready to attack (see ``run_stages``)."""
 
-    Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
-    names, local or Ray); the results do not depend on which.
-    """
+    prep: Prepared
+    defended: Defended
+    armed: Armed
+    executor: Any
+    timings: dict
+    load: dict
+    out: Path
+
+
+def run_stages(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Staged:
+    """Stages 1-3 of a resolved plan in its folder ``[run].out``: the data, target and DDPM; every defense's
+    releases; the attacker's references and copies. ``run_plan`` attacks what this returns; a benchmark that
+    studies its own attacker (``benchmarks/bench_adaptive.py``) starts from it too."""
     from .executor import get_executor
     from .report import describe_load, machine_load
 
-    start, log, timings, run = time.perf_counter(), log or logger.info, {}, plan["run"]
+    log, timings, run = log or logger.info, {}, plan["run"]
     out = Path(run["out"])
     mode = claim_folder(plan)  # refuses a folder it must not touch; adopts a resumed run's secret seeds
     torch.manual_seed(run["seed"])
@@ -685,9 +699,20 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
                                         progress=run["progress"])
     defended = defend(plan, prep, executor, log, timings)
     armed = arm(plan, prep, defended, executor, out, log, timings)
-    suite = Attacks(plan, prep, armed)  # ART's estimator and the plugins' attacks, built once
-    rows = attack(plan, prep, defended, suite, log, timings)
-    noise = defense_seed_spread(plan, prep, defended, suite, rows, log, timings)
-    with phase("[6/6] writing results", timings, "report_s", log):
-        results = write_results(plan, prep, defended, armed, rows, noise, timings, start, out, load)
-    return Run(results=results, out=out)
+    return Staged(prep=prep, defended=defended, armed=armed, executor=executor, timings=timings, load=load, out=out)
+
+
+def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Run:
+    """Run a resolved plan (``plan.load_plan`` / ``load_preset``) through every stage into ``[run].out``.
+
+    Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
+    names, local or Ray); the results do not depend on which.
+    """
+    start, log = time.perf_counter(), log or logger.info
+    s = run_stages(plan, log, executor)
+    suite = Attacks(plan, s.prep, s.armed)  # ART's estimator and the plugins' attacks, built once
+    rows = attack(plan, s.prep, s.defended, suite, log, s.timings)
+    noise = defense_seed_spread(plan, s.prep, s.defended, suite, rows, log, s.timings)
+    with phase("[6/6] writing results", s.timings, "report_s", log):
+        results = write_results(plan, s.prep, s.defended, s.armed, rows, noise, s.timings, start, s.out, s.load)
+    return Run(results=results, out=s.out)
