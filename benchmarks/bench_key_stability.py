@@ -5,7 +5,9 @@ reconstruction, so it runs in seconds.
     python benchmarks/bench_key_stability.py --cifar ../shared/data/cifar10 --out runs/key-stability.json
 
 Digits (17 grey levels, levels = 16): all 1,797 records. CIFAR-10 (8-bit, levels = 255): 2,000 training
-records, when ``--cifar`` names the folder. Each record gets ``--copies`` perturbed copies per cell.
+records, when ``--cifar`` names the folder. Each record gets ``--copies`` perturbed copies per cell; the
+flat-region attack's cells (one and two grey levels on the flattest pixels, ``--flat-copies`` copies) also
+report how many distinct keys, hence fresh draws of the defense's randomness, the M copies of a record get.
 """
 
 from __future__ import annotations
@@ -33,10 +35,19 @@ def kept(x: np.ndarray, kind: str, size: float, key: str, levels: int, copies: i
     return same / (copies * len(x))
 
 
+def distinct(x: np.ndarray, kind: str, size: float, key: str, levels: int, copies: int, seed: int) -> float:
+    """Mean number of distinct keys among each record's ``copies`` perturbed copies."""
+    secret = experiment_seed(seed, "key-stability")
+    keys = [input_keys(torch.from_numpy(c), key, levels=levels, seed=secret)
+            for c in perturbed_copies(x, kind, copies, size=size, seed=seed)]
+    return float(np.mean([len({k[i] for k in keys}) for i in range(len(x))]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cifar", default=None, help="CIFAR-10 folder (optional)")
     parser.add_argument("--copies", type=int, default=8)
+    parser.add_argument("--flat-copies", type=int, default=64, help="copies M of the flat-region cells")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/key-stability.json")
     args = parser.parse_args()
@@ -58,6 +69,15 @@ def main() -> None:
             rows.append(row)
             print(f"| {name} | {kind} | {size:.4f} ({size * levels:.2f} grey levels) | "
                   + " | ".join(f"{row[k]:.3f}" for k in ("raw", "quantised", "lsh")) + " |", flush=True)
+        for grey in (1, 2):
+            row = {"data": name, "levels": levels, "kind": "flat", "size": grey * q, "copies": args.flat_copies}
+            for key in ("raw", "quantised", "lsh"):
+                row[key] = kept(x, "flat", grey * q, key, levels, args.flat_copies, args.seed)
+                row[f"{key}_distinct"] = distinct(x, "flat", grey * q, key, levels, args.flat_copies, args.seed)
+            rows.append(row)
+            print(f"| {name} | flat, M = {args.flat_copies} | {grey * q:.4f} ({grey} grey levels) | "
+                  + " | ".join(f"{row[k]:.3f} ({row[k + '_distinct']:.1f} keys)" for k in ("raw", "quantised", "lsh"))
+                  + " |", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rows": rows, "copies": args.copies, "machine": machine()}, indent=2))

@@ -26,13 +26,9 @@ from pathlib import Path
 import torch
 
 from diffence_plugin import Diffence, train_diffusion
-from diffence_plugin.classify import probabilities
-from diffence_plugin.data import load_dataset
-from diffence_plugin.evaluation.metrics import accuracy
-from diffence_plugin.evaluation.protocol import membership_split
-from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+from diffence_plugin.evaluation.engine import run_stages
+from diffence_plugin.evaluation.plan import load_preset
 from diffence_plugin.evaluation.report import format_change, machine
-from diffence_plugin.evaluation.attacker import attacker_universe, undefended_view
 from diffence_plugin.evaluation.attacks import compare_to
 from diffence_plugin.evaluation.families import evaluate_defense
 from diffence_plugin.evaluation.releases import release_all, roles_of, undefended_releases
@@ -75,29 +71,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    data = load_dataset("cifar10", args.data)
-    x, y = data.x_train, data.y_train
-    split = membership_split(len(x), args.members, args.defender, args.attacker, args.evaluation, seed=args.seed)
+    targets, (x, y, split) = train_targets(args, out, start)
     roles = roles_of(split)
-    targets = {}
-    for epochs in args.epochs:
-        recipe = ReferenceRecipe.from_training("cifar_cnn", 10, 3, epochs=epochs, batch_size=64, lr=args.lr,
-                                               options={"schedule": args.schedule})
-        model = recipe.train(x[split.members], y[split.members], args.seed)
-        train_acc = accuracy(probabilities(model, torch.from_numpy(x[split.members])).numpy(), y[split.members])
-        test = slice(0, 2000)  # the first 2,000 test images
-        test_acc = accuracy(probabilities(model, torch.from_numpy(data.x_test[test])).numpy(), data.y_test[test])
-        view = None
-        if args.references:
-            universe = attacker_universe(split, 2 * args.members)
-            refs = train_references(recipe, x[universe], y[universe], args.references, seed=args.seed + 1,
-                                    progress=False)
-            view = undefended_view(refs, x, universe)
-        undefended = undefended_releases(model, x, split)
-        base_row = evaluate_defense("undefended", undefended, x, y, split, view=view, seed=args.seed)
-        targets[epochs] = dict(model=model, view=view, base=base_row, train_acc=train_acc, test_acc=test_acc)
-        print(f"target {epochs} epochs: train {train_acc:.3f} test {test_acc:.3f}, undefended best "
-              f"{base_row.best.attack} AUC {base_row.best.auc:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
 
     rows = []
     unets = {f"w{w}": tiny_unet_config(32, 3, width=w) for w in args.widths}
@@ -118,34 +93,9 @@ def main() -> None:
                 images = {r: defense.reconstructions(q) for r, q in inputs.items()}
                 recon_s = time.perf_counter() - clock
                 for epochs, target in targets.items():
-                    cands = {r: defense.candidates_from_reconstructions(target["model"], inputs[r], images[r])
-                             for r in roles}
-                    match = {r: float(label_matches(c.original_log_probs, c.candidate_log_probs).double().mean())
-                             for r, c in cands.items()}
-                    for n in args.n:
-                        d = defense.with_config(n=n)
-                        sub = {r: c.first(n) for r, c in cands.items()}
-                        cal = d.calibrate_from_candidates(sub["defender_members"], sub["defender_nonmembers"])
-                        released = release_all(d, sub)
-                        row = evaluate_defense(f"s1 t={t} n={n}", released, x, y, split, view=target["view"],
-                                               seed=args.seed)
-                        change = compare_to(row, target["base"], seed=args.seed)
-                        rows.append({
-                            "unet": name, "stage_steps": stage, "ddpm_steps": steps, "t": t, "n": n,
-                            "epochs": epochs, "train_acc": target["train_acc"], "test_acc": target["test_acc"],
-                            "undefended_best_auc": target["base"].best.auc, "best_auc": row.best.auc,
-                            "best_attack": row.best.attack, "best_change": change["best"],
-                            "lira_change": change.get("lira"), "label_match_members": match["eval_members"],
-                            "label_match_nonmembers": match["eval_nonmembers"], "js": cal.js_divergence,
-                            "js_undefended": cal.js_divergence_undefended, "reconstruct_s": recon_s,
-                            "inputs": sum(len(v) for v in inputs.values()),
-                        })
-                        r = rows[-1]
-                        print(f"{name} {steps} DDPM steps t={t} n={n} epochs={epochs}: best "
-                              f"{format_change(r['best_change'])}, LiRA {format_change(r['lira_change'])}"
-                              f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
-                              f"JS {r['js']:.4f} (undefended {r['js_undefended']:.4f}), "
-                              f"{time.perf_counter() - start:.0f} s", flush=True)
+                    cell = dict(unet=name, stage_steps=stage, ddpm_steps=steps, t=t, epochs=epochs,
+                                reconstruct_s=recon_s, inputs=sum(len(v) for v in inputs.values()))
+                    rows += score_cell(defense, target, inputs, images, (x, y, split), args, cell, start)
                 del images
                 (out / "study.json").write_text(json.dumps({"args": vars(args), "rows": rows, "partial": True,
                                                              "machine": machine()}, indent=2, default=float))
@@ -167,6 +117,71 @@ def main() -> None:
     plot(rows, out / "study_auc_drop.png")
     print_table(result)
     print(f"done in {result['seconds']:.0f} s")
+
+
+def score_cell(defense: Diffence, target: dict, inputs: dict, images: dict, data: tuple, args, cell: dict,
+               start: float) -> list[dict]:
+    """One DDPM, T and target: Scenario 1 calibrated and attacked at every N (the first N reconstructions)."""
+    x, y, split = data
+    roles = list(inputs)
+    cands = {r: defense.candidates_from_reconstructions(target["model"], inputs[r], images[r]) for r in roles}
+    match = {r: float(label_matches(c.original_log_probs, c.candidate_log_probs).double().mean())
+             for r, c in cands.items()}
+    rows = []
+    for n in args.n:
+        d = defense.with_config(n=n)
+        sub = {r: c.first(n) for r, c in cands.items()}
+        cal = d.calibrate_from_candidates(sub["defender_members"], sub["defender_nonmembers"])
+        row = evaluate_defense(f"s1 t={cell['t']} n={n}", release_all(d, sub), x, y, split, view=target["view"],
+                               seed=args.seed)
+        change = compare_to(row, target["base"], seed=args.seed)
+        r = {**cell, "n": n, "train_acc": target["train_acc"], "test_acc": target["test_acc"],
+             "undefended_best_auc": target["base"].best.auc, "best_auc": row.best.auc,
+             "best_attack": row.best.attack, "best_change": change["best"], "lira_change": change.get("lira"),
+             "label_match_members": match["eval_members"], "label_match_nonmembers": match["eval_nonmembers"],
+             "js": cal.js_divergence, "js_undefended": cal.js_divergence_undefended}
+        rows.append(r)
+        print(f"{r['unet']} {r['ddpm_steps']} DDPM steps t={r['t']} n={n} epochs={r['epochs']}: best "
+              f"{format_change(r['best_change'])}, LiRA {format_change(r['lira_change'])}"
+              f", match m/n {r['label_match_members']:.2f}/{r['label_match_nonmembers']:.2f}, "
+              f"JS {r['js']:.4f} (undefended {r['js_undefended']:.4f}), {time.perf_counter() - start:.0f} s",
+              flush=True)
+    return rows
+
+
+def train_targets(args: argparse.Namespace, out: Path, start: float) -> tuple[dict, tuple]:
+    """Per target epoch count: the engine's target, the undefended row and the references' view; and the
+    data and split (the same for every epoch count: they depend on the seed only)."""
+    targets, data = {}, None
+    for epochs in args.epochs:
+        staged = run_stages(target_plan(args, epochs, out), log=lambda line: print(line, flush=True))
+        prep = staged.prep
+        data = (prep.x, prep.y, prep.split)
+        view = staged.armed.views.get("", {}).get("undefended")
+        base_row = evaluate_defense("undefended", undefended_releases(prep.model, prep.x, prep.split), prep.x,
+                                    prep.y, prep.split, view=view, seed=args.seed)
+        train_acc, test_acc = prep.target_accuracy["train"], prep.target_accuracy["test"]
+        targets[epochs] = dict(model=prep.model, view=view, base=base_row, train_acc=train_acc, test_acc=test_acc)
+        print(f"target {epochs} epochs: train {train_acc:.3f} test {test_acc:.3f}, undefended best "
+              f"{base_row.best.attack} AUC {base_row.best.auc:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
+    return targets, data
+
+
+def target_plan(args: argparse.Namespace, epochs: int, out: Path) -> dict:
+    """The CPU preset at the study's sizes with the target trained for ``epochs``: the engine's first stages
+    give the data, the split, the target and the attacker's references (undefended answers: ``aware`` off);
+    labels only stands in for the defenses, so no DDPM is trained there (the study trains its own)."""
+    overrides = [f"data.folder={json.dumps(str(Path(args.data).resolve()))}", f"members.count={args.members}",
+                 f"roles.defender={args.defender}", f"roles.attacker={args.attacker}",
+                 f"roles.evaluation={args.evaluation}", f"roles.population={args.defender}",
+                 f"roles.seed={args.seed}", f"run.seed={args.seed}", f"target.train.epochs={epochs}",
+                 f"target.train.lr={args.lr}", f"target.train.options.schedule={json.dumps(args.schedule)}",
+                 f"attacks.references={args.references}", "attacks.aware=false", "attacks.art=[]",
+                 "attacks.selection_draws=0", "diffusion.t_choices=[]", "run.progress=false",
+                 f"run.out={json.dumps(str(out / f'engine-{epochs}'))}"]
+    plan = load_preset("cifar10-cpu", overrides)
+    plan["defenses"] = [d for d in plan["defenses"] if d["label"] == "labels_only"]
+    return plan
 
 
 def unet_of(row: dict) -> str:

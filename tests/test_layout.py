@@ -91,3 +91,13 @@ def test_the_core_and_the_evaluation_wing_never_import_the_adapters():
             if any("adapters" in name.split(".") for name in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"imports of the adapters: {offenders}"
+
+
+def test_no_function_in_the_package_is_much_longer_than_80_lines():
+    """Functions say one thing each: none in the package or the adapters over 90 lines, docstring included."""
+    long = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "adapters").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 90:
+                long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, f"functions over 90 lines: {long}"

@@ -121,7 +121,13 @@ def train_diffusion(
     bar.close()
     if checkpoint is not None and step % checkpoint_every and step < steps:  # stopped by the time budget
         save()
-    seconds = time.perf_counter() - began
+    return _finished(unet_config, ema, scheduler, device, settings, step=step, started=started, steps=steps,
+                     seconds=time.perf_counter() - began, max_seconds=max_seconds)
+
+
+def _finished(unet_config: dict, ema: EMAModel, scheduler, device, settings: dict, *, step: int, started: int,
+              steps: int, seconds: float, max_seconds: float | None) -> Reconstructor:
+    """The EMA weights as a reconstructor whose ``training`` says how far this run got and why it stopped."""
     done = step - started
     stopped = "steps" if step >= steps else "time budget"
     logger.info("ddpm: %d steps in %.0f s (%.2f s/step), stopped by %s at step %d of %d", done, seconds,
