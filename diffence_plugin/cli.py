@@ -308,11 +308,11 @@ def _check_data_folder(name: str, loader, folder: str | None, flag: str) -> None
 def _target_data(args: argparse.Namespace, loader):
     """Images, labels, member indices, test split and reference records for ``train-target``: digits' own
     small split, or the paper's split of any other dataset (members at random, the rest as reference)."""
-    from .data.datasets import needs_folder
+    from .data.datasets import open_dataset
     from .evaluation.protocol import membership_split
 
     try:
-        data = loader(args.data) if needs_folder(loader) or args.data else loader()
+        data = open_dataset(loader, args.data)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(f"--dataset {args.dataset}: {exc}") from exc
     x, y = data.x_train, data.y_train

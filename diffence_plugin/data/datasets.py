@@ -181,6 +181,12 @@ def needs_folder(loader) -> bool:
     return bool(params) and params[0].default is inspect.Parameter.empty
 
 
+def open_dataset(loader, folder: str | Path | None) -> ImageDataset:
+    """A registered loader's dataset: read from ``folder``, or without one when the loader needs none and
+    none is given."""
+    return loader(folder) if needs_folder(loader) or folder is not None else loader()
+
+
 def layout_of(name: str, loader) -> str:
     """What the folder of dataset ``name`` must hold, for error messages: the built-in layouts, else the
     first line of the loader's docstring."""

@@ -55,15 +55,14 @@ def load_data(plan: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.
 
 def _registered_dataset(name: str, folder: str | None):
     """The training images, labels and test split (or None) of a registered dataset."""
-    from ..data.datasets import needs_folder
+    from ..data.datasets import open_dataset
     from ..plugins import get_datasets
 
     registry = get_datasets()
     if name not in registry:
         raise ConfigError(f"[data].dataset must be one of {sorted(registry)}, got {name!r}")
-    loader = registry[name]
     try:
-        loaded = loader(folder) if needs_folder(loader) or folder is not None else loader()
+        loaded = open_dataset(registry[name], folder)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"[data] dataset {name!r}: {exc}") from exc
     test = None if loaded.x_test is None else (loaded.x_test, loaded.y_test)
