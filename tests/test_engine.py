@@ -264,3 +264,16 @@ def test_the_plan_trains_dualmd_and_distillmd_reconstructors(kind, tmp_path):
     else:
         assert "targets" in training  # the student learned its teachers' predictions
     assert results["training"]["attacker_ddpm"]["steps"] == 10
+
+
+def test_channels_last_on_a_cpu_runs_the_whole_audit(tmp_path):
+    """``[run].channels_last`` trains the target, the references and both DDPMs in channels-last format on a
+    CPU (an opt-in speed-up): the audit runs, keeps every label, and records it."""
+    plan = load_preset("demo", DEMO_TOY + ["run.channels_last=true", 'attacks.art=["bb_rf"]',
+                                           f"run.out={json.dumps(str(tmp_path / 'cl'))}"])
+    plan["defenses"] = plan["defenses"][:1]
+    results = run_plan(plan, log=lambda *a: None).results
+    assert [r["defense"] for r in results["rows"]] == ["undefended", "scenario_1"]
+    assert all(r["labels_kept"] == 1.0 for r in results["rows"]) and results["rows"][1]["lira"] is not None
+    assert results["training"]["defender_ddpm"]["channels_last"] is True
+    assert results["training"]["attacker_ddpm"]["channels_last"] is True

@@ -57,6 +57,7 @@ def train_diffusion(
     max_seconds: float | None = None,
     targets: EpsilonTargets | None = None,
     record: dict | None = None,
+    channels_last: bool = False,
 ) -> Reconstructor:
     """Train a diffusers ``UNet2DModel`` with the DDPM epsilon loss and return its EMA weights.
 
@@ -80,6 +81,9 @@ def train_diffusion(
             DistillMD passes its teachers' predictions (``diffusion.dual.TeacherTargets``); their ``record``
             is kept in the settings.
         record: extra facts kept in ``training`` and checked on resume (``train_dual`` records the half).
+        channels_last: train in channels-last memory format (10-17% faster steps on a 2-core CPU,
+            docs/results.md; not bit-identical to the default); the returned weights are the same kind either
+            way.
     """
     x = as_image_batch(images, "images")
     scheduler = default_scheduler()
@@ -90,13 +94,9 @@ def train_diffusion(
                     ema=f"diffusers EMAModel, warm-up power {EMA_POWER}", **(record or {}))
     if targets is not None:
         settings["targets"] = targets.record
-    torch.manual_seed(seed)
-    unet = UNet2DModel(**unet_config).to(device)
-    if unet.config.in_channels != x.shape[1] or unet.config.sample_size != x.shape[-1]:
-        raise ValueError(f"unet_config is for {unet.config.in_channels}x{unet.config.sample_size}px images, "
-                         f"data are {x.shape[1]}x{x.shape[-1]}px")
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=EMA_POWER)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    if channels_last:  # only when on: the records of runs without it stay as they were
+        settings["channels_last"] = True
+    unet, ema, optimizer = _fresh(unet_config, x, seed, device, ema_decay, lr, channels_last)
     gen = torch.Generator().manual_seed(seed)
     step = _resume(checkpoint, device, settings, unet, ema, optimizer, gen)
     started = step
@@ -112,7 +112,8 @@ def train_diffusion(
 
     bar = tqdm(total=steps, initial=min(step, steps), desc="ddpm", unit="step", disable=None if progress else True, leave=False)
     while step < steps and (max_seconds is None or time.perf_counter() - began < max_seconds):
-        loss = _step(unet, ema, optimizer, data, alphas, gen, batch_size, max_timestep, device, autocast, targets)
+        loss = _step(unet, ema, optimizer, data, alphas, gen, batch_size, max_timestep, device, autocast, targets,
+                     channels_last)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -123,6 +124,19 @@ def train_diffusion(
         save()
     return _finished(unet_config, ema, scheduler, device, settings, step=step, started=started, steps=steps,
                      seconds=time.perf_counter() - began, max_seconds=max_seconds)
+
+
+def _fresh(unet_config: dict, x: torch.Tensor, seed: int, device, ema_decay: float, lr: float,
+           channels_last: bool) -> tuple[UNet2DModel, EMAModel, torch.optim.Optimizer]:
+    """A seeded new UNet for ``x``'s image size (checked), its EMA and its AdamW."""
+    torch.manual_seed(seed)
+    unet = UNet2DModel(**unet_config).to(device, memory_format=torch.channels_last if channels_last
+                                          else torch.preserve_format)
+    if unet.config.in_channels != x.shape[1] or unet.config.sample_size != x.shape[-1]:
+        raise ValueError(f"unet_config is for {unet.config.in_channels}x{unet.config.sample_size}px images, "
+                         f"data are {x.shape[1]}x{x.shape[-1]}px")
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=EMA_POWER)
+    return unet, ema, torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
 
 
 def _finished(unet_config: dict, ema: EMAModel, scheduler, device, settings: dict, *, step: int, started: int,
@@ -172,7 +186,7 @@ def _resume(checkpoint, device, settings: dict, unet, ema, optimizer, gen: torch
 
 
 def _step(unet, ema, optimizer, data: torch.Tensor, alphas: torch.Tensor, gen: torch.Generator, batch_size: int,
-          max_timestep: int, device, autocast, targets) -> float:
+          max_timestep: int, device, autocast, targets, channels_last: bool = False) -> float:
     """One optimiser step of the epsilon loss on a random batch and timesteps; returns the loss."""
     idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
     t = torch.randint(0, max_timestep + 1, (batch_size,), generator=gen).to(device)
@@ -180,6 +194,8 @@ def _step(unet, ema, optimizer, data: torch.Tensor, alphas: torch.Tensor, gen: t
     abar = alphas[t].view(-1, 1, 1, 1)
     noisy = abar.sqrt() * data[idx] + (1 - abar).sqrt() * noise
     goal = noise if targets is None else targets(noisy, t, idx)
+    if channels_last:
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device_type=torch.device(device).type, dtype=autocast, enabled=autocast is not None):
         prediction = unet(noisy, t).sample
     loss = F.mse_loss(prediction.float(), goal)

@@ -127,14 +127,14 @@ def _members(members_cfg: dict, total: int) -> np.ndarray:
 
 def placement(plan: dict) -> dict:
     """Where the models run: ``[run].device`` ("auto": CUDA when there is one), with bf16 autocast and
-    channels-last on CUDA."""
+    channels-last on CUDA, and channels-last on a CPU too with ``[run].channels_last``."""
     device = plan["run"]["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("[run].device = 'cuda' but torch sees no CUDA device")
     cuda = device == "cuda"
-    return {"device": device, "channels_last": cuda, "bf16": cuda}
+    return {"device": device, "channels_last": cuda or plan["run"]["channels_last"], "bf16": cuda}
 
 
 def nb_classes_of(plan: dict, y: np.ndarray) -> int:
@@ -230,7 +230,7 @@ def train_ddpm(plan: dict, images: np.ndarray, config: dict, seed: int, steps: i
     d, where = plan["diffusion"], placement(plan)
     training = dict(unet_config=config, steps=steps, batch_size=d["batch_size"], lr=d["lr"], max_timestep=max_timestep,
                     progress=progress, max_seconds=d.get("seconds"), device=where["device"],
-                    autocast=torch.bfloat16 if where["bf16"] else None)
+                    autocast=torch.bfloat16 if where["bf16"] else None, channels_last=plan["run"]["channels_last"])
     x = torch.from_numpy(images)
     if kind == "single":
         return diffusion.train_diffusion(x, seed=seed, **training)
