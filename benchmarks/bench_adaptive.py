@@ -257,7 +257,7 @@ def flat_region(releases: Releases, refs: ReferenceCopies, mode: str, x, records
                 most: int, args, result, start) -> None:
     """The flat-region attack: copy c raises the c-th flattest pixel by one grey level (1/16); the target
     and the attacker's references are sent the same copies, and both averages go to the attacks."""
-    single = evaluate(releases(x[records]))
+    single = evaluate(releases(x[records]), refs.views(x[records]))  # the references under the same key
     copies = perturbed_copies(x[records], "flat", most, size=1 / 16, seed=seed + 7)
     totals, views_total = None, None
     checkpoints = sorted({1, 4, 16, 32, most} & set(range(1, most + 1)))

@@ -669,7 +669,6 @@ class Staged:
     prep: Prepared
     defended: Defended
     armed: Armed
-    executor: Any
     timings: dict
     load: dict
     out: Path
@@ -699,7 +698,7 @@ def run_stages(plan: dict, log: Callable[[str], None] | None = None, executor=No
                                         progress=run["progress"])
     defended = defend(plan, prep, executor, log, timings)
     armed = arm(plan, prep, defended, executor, out, log, timings)
-    return Staged(prep=prep, defended=defended, armed=armed, executor=executor, timings=timings, load=load, out=out)
+    return Staged(prep=prep, defended=defended, armed=armed, timings=timings, load=load, out=out)
 
 
 def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Run:
