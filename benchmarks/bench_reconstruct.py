@@ -1,11 +1,14 @@
 """Diffence's reconstruction cost on this machine, against its FLOP floor, alone and beside a busy process.
 
-One run prints (and writes as JSON):
+One run prints (and writes as JSON; ``--frontier``: only Diffence ms/input per (n, DDIM steps), the cost axis
+of ``presets/cifar10-frontier.toml``):
   1. the roofline: fp32 matmul GFLOP/s at the torch thread count;
   2. UNet images/s per setting (images per call, ``no_grad`` vs ``inference_mode``, channels-last);
-  3. Diffence ms/input per setting (the UNet chunk the library picks vs one 1024-image call), with the share of
+  3. Diffence ms/input per setting (the UNet chunk the library measures, the former fixed 64, one 1024-image
+     call as before issue 25, bf16 autocast where the CPU has bf16 units), with the share of
      reconstruction, classification and selection, and the naive loop (one UNet call per candidate and step);
-  4. the ratios: each setting's ms/input over the FLOP floor (UNet FLOPs per input at the roofline's rate);
+  4. the ratios: each setting's ms/input over the FLOP floor (UNet FLOPs per input at the roofline's rate, and
+     at the rate of a matmul of the UNet's arithmetic intensity);
   5. a busy machine: Diffence ms/input in a fresh process alone and beside one CPU-bound process, at 1 and 2
      torch threads, with OpenMP's default and passive wait policy.
 
@@ -40,6 +43,14 @@ def rate(fn, units: float, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
+def intensity_floor(seconds: float) -> float:
+    """GFLOP/s of a matmul of one 16-channel 3x3 convolution's shape (64 CIFAR images: 65,536 x 144 @ 144 x
+    16), the arithmetic intensity of the width-16 UNet's layers: the floor that UNet can reach here."""
+    import torch
+    a, b = torch.randn(65536, 144), torch.randn(144, 16)
+    return rate(lambda: a @ b, 2 * 65536 * 144 * 16 / 1e9, seconds)
+
+
 def roofline(seconds: float) -> float:
     """GFLOP/s of a 1024x2048 @ 2048x1024 fp32 matmul: what this CPU's cores do at best."""
     import torch
@@ -70,37 +81,46 @@ def unet_flops(unet) -> float:
 
 
 def unet_rows(unet, seconds: float) -> list[dict]:
-    """UNet images/s per (images per call, grad mode, memory format)."""
+    """UNet images/s per (images per call, grad mode, memory format or bf16 autocast where the CPU has it)."""
+    import contextlib
+
     import torch
+
+    from diffence_plugin.reconstruct import _cpu_has_bf16
+    settings = [(1024, "no_grad", "contiguous"), (64, "no_grad", "contiguous"),
+                (32, "inference_mode", "contiguous"), (64, "inference_mode", "contiguous"),
+                (128, "inference_mode", "contiguous"), (256, "inference_mode", "contiguous"),
+                (64, "inference_mode", "channels_last")]
+    if _cpu_has_bf16():
+        settings += [(64, "inference_mode", "bf16"), (128, "inference_mode", "bf16")]
     rows = []
-    for batch, mode, layout in [(1024, "no_grad", "contiguous"), (64, "no_grad", "contiguous"),
-                                (32, "inference_mode", "contiguous"), (64, "inference_mode", "contiguous"),
-                                (128, "inference_mode", "contiguous"), (256, "inference_mode", "contiguous"),
-                                (64, "inference_mode", "channels_last")]:
+    for batch, mode, layout in settings:
         x, steps = torch.randn(batch, 3, 32, 32), torch.full((batch,), 20)
         model = unet
         if layout == "channels_last":
             x, model = x.to(memory_format=torch.channels_last), unet.to(memory_format=torch.channels_last)
-        with getattr(torch, mode)():
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if layout == "bf16" else contextlib.nullcontext()
+        with getattr(torch, mode)(), precision:
             value = rate(lambda: model(x, steps), batch, seconds)
         unet.to(memory_format=torch.contiguous_format)
         rows.append({"images_per_call": batch, "mode": mode, "layout": layout, "unet_images_per_s": value})
     return rows
 
 
-def diffence_ms(reconstructor, classifier, inputs: int, unet_batch: int | None = None) -> dict:
+def diffence_ms(reconstructor, classifier, inputs: int, unet_batch: int | str = "auto", autocast=None,
+                n: int = N, k: int = K) -> dict:
     """Milliseconds per input of ``Diffence.candidates`` + ``release`` at the preset's setting, split by step;
-    ``unet_batch`` overrides the library's images per UNet call (1024: one call per 128 inputs, as before)."""
-
-    from diffence_plugin import reconstruct
+    ``unet_batch`` is the images per UNet call ("auto": what the library measures; 1024: one call per 128
+    inputs, as before issue 25), ``autocast`` the UNet's dtype (None: float32)."""
     from diffence_plugin.defense import Diffence
-    saved = reconstruct.CPU_UNET_PIXELS
-    reconstruct.CPU_UNET_PIXELS = 32 * 32 * unet_batch if unet_batch else saved
+    reconstructor.cpu_chunk = unet_batch
     try:
         # scenario 3 needs no calibration; selection costs the same in every scenario
-        defense = Diffence(reconstructor, n=N, t=T, k=K, scenario=3, seed=0x5EED_BE7C_4A11, output="logits")
+        defense = Diffence(reconstructor, n=n, t=T, k=k, scenario=3, seed=0x5EED_BE7C_4A11, output="logits",
+                           autocast=autocast)
         x = grid_inputs(inputs)
         defense.candidates(classifier, x[:8])  # warm-up
+        defense.reconstructions(x[:200])  # the measured chunk is chosen here, once per process
         start = time.perf_counter()
         images = defense.reconstructions(x)
         mid = time.perf_counter()
@@ -109,11 +129,21 @@ def diffence_ms(reconstructor, classifier, inputs: int, unet_batch: int | None =
         released = defense.release(candidates)
         end = time.perf_counter()
     finally:
-        reconstruct.CPU_UNET_PIXELS = saved
+        reconstructor.cpu_chunk = "auto"
     total = end - start
     return {"ms_per_input": 1000 * total / inputs, "reconstruct_share": (mid - start) / total,
             "classify_share": (scored - mid) / total, "select_share": (end - scored) / total,
             "released": released.probs, "candidates": candidates.candidate_log_probs}
+
+
+def frontier_rows(reconstructor, classifier, inputs: int) -> list[dict]:
+    """Diffence ms/input at T = 100 per (n, DDIM steps T / k), the points of the cost-privacy frontier
+    (presets/cifar10-frontier.toml audits three of them); the CPU preset's point is n = 8, 5 steps."""
+    rows = []
+    for n, steps in ((4, 1), (8, 1), (16, 1), (32, 1), (4, 5), (8, 5), (16, 5)):
+        row = diffence_ms(reconstructor, classifier, inputs, n=n, k=T // steps)
+        rows.append({"n": n, "ddim_steps": steps, "unet_calls_per_input": n * steps, "ms_per_input": row["ms_per_input"]})
+    return rows
 
 
 def grid_inputs(count: int):
@@ -175,6 +205,8 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=256, help="inputs per Diffence timing")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per UNet rate")
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine rows")
+    parser.add_argument("--frontier", action="store_true",
+                        help="only Diffence ms/input per (n, DDIM steps) at T = 100, the frontier's cost axis")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -183,6 +215,12 @@ def main() -> None:
 
     from diffence_plugin.evaluation.report import machine
     reconstructor, classifier = build()
+    if args.frontier:
+        rows = frontier_rows(reconstructor, classifier, args.inputs)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                                              "threads": torch.get_num_threads(), "frontier": rows}, indent=2))
+        return print(json.dumps(rows, indent=2))
     flops = unet_flops(reconstructor.unet)
     peak = roofline(args.seconds)
     floor_ms = 1000 * flops * N * (T // K) / (peak * 1e9)
@@ -191,13 +229,27 @@ def main() -> None:
               "unet": unet_rows(reconstructor.unet, args.seconds)}
     for row in result["unet"]:
         row["gflops"] = row["unet_images_per_s"] * flops / 1e9
+    from diffence_plugin.reconstruct import _cpu_has_bf16, unet_batch
+    fixed = diffence_ms(reconstructor, classifier, args.inputs, unet_batch=unet_batch("cpu", 1024))
     library = diffence_ms(reconstructor, classifier, args.inputs)
+    library["images_per_call"] = reconstructor.chunk(10**6, 1024, T)
     before = diffence_ms(reconstructor, classifier, args.inputs, unet_batch=1024)
-    result["diffence"] = {"library": library, "one_1024_call": before,
+    result["intensity_gflops"] = intensity_floor(args.seconds)
+    intensity_ms = 1000 * flops * N * (T // K) / (result["intensity_gflops"] * 1e9)
+    result["diffence"] = {"library": library, "fixed_64": fixed, "one_1024_call": before,
                           "naive_ms_per_input": naive_ms(reconstructor, max(4, args.inputs // 32)),
-                          "bit_identical": all(torch.equal(library.pop(key), before.pop(key))
+                          "bit_identical": all(torch.equal(library[key], before[key]) and
+                                               torch.equal(fixed.pop(key), before[key])
                                                for key in ("released", "candidates"))}
+    for key in ("released", "candidates"):
+        library.pop(key), before.pop(key)
+    if _cpu_has_bf16():  # bf16 autocast where the CPU has bf16 units (opt-in: not bit-identical)
+        bf16 = diffence_ms(reconstructor, classifier, args.inputs, autocast=torch.bfloat16)
+        bf16.pop("released"), bf16.pop("candidates")
+        bf16["images_per_call"] = reconstructor.chunk(10**6, 1024, T, torch.bfloat16)
+        result["diffence"]["bf16_autocast"] = bf16
     result["ratios"] = {"library_over_floor": library["ms_per_input"] / floor_ms,
+                        "library_over_intensity_floor": library["ms_per_input"] / intensity_ms,
                         "before_over_floor": before["ms_per_input"] / floor_ms,
                         "before_over_library": before["ms_per_input"] / library["ms_per_input"],
                         "naive_over_library": result["diffence"]["naive_ms_per_input"] / library["ms_per_input"]}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -25,21 +27,36 @@ TRAINING_FILE = "training.json"  # optional: how the UNet was trained (steps run
 DUAL_FILE = "dual.json"  # a DualReconstructor's folder: its mode; the two models in first/ and second/
 DUAL_FORMAT = "diffence-dual-reconstructor"
 DUAL_MODES = ("alternate", "keyed")
-# Pixels per UNet call on a CPU (64 CIFAR-10 images; 1,024 of sklearn's 8x8 digits).
-# benchmarks/bench_reconstruct.py (docs/results.md): the tiny UNet ran about 2x faster on 64 32x32 images per
-# call than on 1,024 on the 2-core machine (activations that stay in cache), while small images need large
-# calls to amortise each call's overhead. The outputs are bit-identical to one large call's, so the chunk
-# changes speed, never a release.
+# Pixels per UNet call on a CPU before it is measured, and when it is not (64 CIFAR-10 images; 1,024 of the
+# 8x8 digits). benchmarks/bench_reconstruct.py (docs/results.md): the tiny UNet ran about 2x faster on 64 32x32
+# images per call than on 1,024 on the 2-core machine (activations that stay in cache), while small images need
+# large calls to amortise each call's overhead. The best chunk differs between CPUs and precisions, so a
+# Reconstructor measures it (``cpu_chunk = "auto"``): the outputs are bit-identical whatever the chunk, so the
+# chunk changes speed, never a release.
 CPU_UNET_PIXELS = 64 * 32 * 32
+CPU_CHUNK_PIXELS = tuple(images * 32 * 32 for images in (16, 32, 64, 128, 256))  # what the measurement tries
+MEASURED_PIXELS = 512 * 32 * 32  # what each candidate chunk is timed on: 512 CIFAR images' worth
+CHUNK_MARGIN = 1.05  # another chunk replaces the default only when it is at least this much faster
+_MEASURED_CHUNKS: dict[tuple, int] = {}  # per process: (architecture, shape, cap, precision, threads) -> chunk
+logger = logging.getLogger(__name__)
 
 
 def unet_batch(device: torch.device | str, max_batch: int, pixels: int = 32 * 32) -> int:
-    """Images of ``pixels`` pixels per UNet call on ``device``: ``CPU_UNET_PIXELS`` worth on a CPU, the
-    ``max_batch`` cap elsewhere (an accelerator is fastest with the largest batch that fits its memory, which
-    ``max_batch`` bounds)."""
+    """Images of ``pixels`` pixels per UNet call on ``device`` before any measurement: ``CPU_UNET_PIXELS``
+    worth on a CPU, the ``max_batch`` cap elsewhere (an accelerator is fastest with the largest batch that fits
+    its memory, which ``max_batch`` bounds)."""
     if torch.device(device).type != "cpu":
         return max_batch
     return max(1, min(max_batch, CPU_UNET_PIXELS // max(1, pixels)))
+
+
+def fastest_chunk(rates: dict[int, float], default: int, margin: float = CHUNK_MARGIN) -> int:
+    """The chunk with the most images per second in ``rates``, unless it beats ``default`` by less than
+    ``margin`` (timings on a busy machine are noisy; the default is kept then)."""
+    best = max(rates, key=rates.get)
+    if default in rates and rates[best] < margin * rates[default]:
+        return default
+    return best
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -104,6 +121,7 @@ class Reconstructor:
         self._lock = threading.Lock()
         self._forward = None  # the compiled UNet once compile() is called
         self.training: dict | None = None
+        self.cpu_chunk: int | str = "auto"  # images per UNet call on a CPU: "auto" measures it once per process
 
     def __getstate__(self) -> dict:
         """Without the lock, the cached schedules and a compiled UNet (each process compiles its own), so that a
@@ -230,7 +248,7 @@ class Reconstructor:
             t, k: noise step and DDIM stride.
             noise: optional (B, n, C, H, W) standard normal noise; drawn from ``generator`` otherwise.
             max_batch: most images per UNet call; the B * n images go through the UNet in chunks of
-                ``unet_batch(device, max_batch, H * W)`` (64 CIFAR-size images on a CPU), which leaves every
+                ``chunk`` images (on a CPU the fastest measured, at most ``max_batch``), which leaves every
                 output bit-identical.
             autocast: optional dtype (e.g. ``torch.bfloat16``) for the UNet on GPUs.
 
@@ -255,7 +273,7 @@ class Reconstructor:
             return x.to(device, torch.float32).unsqueeze(1).expand(shape).clone()
         x0 = (x.to(device, torch.float32) * 2 - 1).unsqueeze(1).expand(shape).reshape(b * n, *x.shape[1:])
         flat_noise = noise.reshape(b * n, *x.shape[1:])
-        size = unet_batch(device, max_batch, x.shape[-2] * x.shape[-1])
+        size = self.chunk(b * n, max_batch, t, autocast)
         with torch.inference_mode():  # no autograd bookkeeping at all; the result is copied out of it below
             out = torch.empty_like(x0)
             for start in range(0, b * n, size):
@@ -264,6 +282,50 @@ class Reconstructor:
                 x_t = self.add_noise(x0[sl], chunk_noise, t)
                 out[sl] = self.denoise(x_t, t, k, autocast, self.route(chunk_noise))
         return ((out.clamp(-1, 1) + 1) / 2).reshape(shape)  # a normal tensor, usable under autograd
+
+    def chunk(self, images: int, max_batch: int, t: int, autocast: torch.dtype | None = None) -> int:
+        """Images per UNet call for a call of ``images`` images: ``max_batch`` on an accelerator; on a CPU
+        ``cpu_chunk`` if it is a number, else the fastest of ``CPU_CHUNK_PIXELS`` measured on this UNet at
+        step ``t`` the first time a call spans several chunks (a few seconds, once per process per
+        architecture, image shape, cap, precision and thread count). A compiled UNet is not measured (each
+        new batch shape recompiles it)."""
+        pixels = self.image_size ** 2
+        default = unet_batch(self.device, max_batch, pixels)
+        if self.device.type != "cpu":
+            return default
+        if self.cpu_chunk != "auto":
+            return max(1, min(max_batch, int(self.cpu_chunk)))
+        if images <= default or any(m._forward is not None for m in getattr(self, "models", (self,))):
+            return default
+        config = {k: v for k, v in self.unet.config.items() if not k.startswith("_")}
+        key = (json.dumps(config, sort_keys=True, default=str), self.channels, pixels, max_batch, str(autocast),
+               torch.get_num_threads(), type(self).__name__)
+        if key not in _MEASURED_CHUNKS:
+            _MEASURED_CHUNKS[key] = self._measure_chunk(max_batch, pixels, t, autocast, default)
+        return _MEASURED_CHUNKS[key]
+
+    def _measure_chunk(self, max_batch: int, pixels: int, t: int, autocast, default: int) -> int:
+        """Images per second of the UNet at each candidate chunk, on seeded noise (the global random state is
+        untouched): the best of the calls that cover ``MEASURED_PIXELS`` (two calls at least) per candidate,
+        the candidates taken in turn twice so that a passing load spreads over them; the fastest by
+        ``fastest_chunk``."""
+        sizes = sorted({max(1, min(max_batch, p // pixels)) for p in CPU_CHUNK_PIXELS} | {default})
+        gen = torch.Generator().manual_seed(0)
+        samples = {size: torch.randn((size, self.channels, self.image_size, self.image_size), generator=gen)
+                   for size in sizes}
+        best = dict.fromkeys(sizes, float("inf"))
+        with torch.inference_mode():
+            for _ in range(2):
+                for size, sample in samples.items():
+                    for _ in range(max(1, -(-(MEASURED_PIXELS // pixels) // (2 * size)))):
+                        start = time.perf_counter()
+                        Reconstructor.predict_noise(self, sample, t, autocast=autocast)  # one model (a pair's first)
+                        best[size] = min(best[size], time.perf_counter() - start)
+        rates = {size: size / max(seconds, 1e-9) for size, seconds in best.items()}
+        chosen = fastest_chunk(rates, default)
+        logger.info("UNet images per call on this CPU: %d (measured images/s: %s)", chosen,
+                    ", ".join(f"{s}: {r:.0f}" for s, r in rates.items()))
+        return chosen
 
     def fingerprint(self) -> str:
         """Short hash of the UNet's config and weights (calibration files record it)."""

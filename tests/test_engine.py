@@ -266,6 +266,34 @@ def test_the_plan_trains_dualmd_and_distillmd_reconstructors(kind, tmp_path):
     assert results["training"]["attacker_ddpm"]["steps"] == 10
 
 
+def test_reconstruct_bf16_reconstructs_under_bf16_for_the_defender_and_the_attackers_copy(tmp_path):
+    """``[run].reconstruct_bf16`` (an opt-in for CPUs with bf16 units) makes every Diffence defense and the
+    attacker's copy of it reconstruct under bf16 autocast; labels are kept, and the reconstructions differ from
+    float32 ones (the option changes the numbers, which is why it is off by default)."""
+    import warnings
+
+    import torch
+
+    from diffence_plugin.evaluation.engine import run_stages
+
+    toy = DEMO_TOY + ['attacks.art=["bb_rf"]']
+    staged = {}
+    for flag in ("false", "true"):
+        plan = load_preset("demo", toy + [f"run.reconstruct_bf16={flag}", f"run.out={json.dumps(str(tmp_path / flag))}"])
+        plan["defenses"] = plan["defenses"][:1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bf16 units warns that it is slow
+            staged[flag] = run_stages(plan, log=lambda *a: None)
+    bf16, fp32 = (staged[f].defended.defenses["scenario_1"].diffence for f in ("true", "false"))
+    assert bf16.autocast == torch.bfloat16 and fp32.autocast is None
+    mine = next(iter(staged["true"].armed.copies.cache.values()))["mine"]
+    assert mine.autocast == torch.bfloat16
+    rel = {f: staged[f].defended.released[""]["scenario_1"] for f in ("true", "false")}
+    members = {f: rel[f]["eval_members"] for f in rel}
+    assert np.array_equal(members["true"].argmax(-1), members["false"].argmax(-1))
+    assert not np.array_equal(members["true"], members["false"])
+
+
 def test_channels_last_on_a_cpu_runs_the_whole_audit(tmp_path):
     """``[run].channels_last`` trains the target, the references and both DDPMs in channels-last format on a
     CPU (an opt-in speed-up): the audit runs, keeps every label, and records it."""

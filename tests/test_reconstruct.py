@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DModel
 
 from diffence_plugin import Reconstructor
 from diffence_plugin.reconstruct import default_scheduler
@@ -99,16 +100,17 @@ def test_chunking_does_not_change_results_and_bounds_batch(reconstructor, images
     assert max(sizes) <= 7
 
 
-def test_the_cpu_unet_chunk_leaves_every_candidate_and_release_bit_identical(classifier, monkeypatch):
-    """The library runs the UNet a cache-sized chunk at a time on a CPU (faster than one large call); against
-    one call of all 1,600 images, chunks of 64 and 32 images give the same bits in candidates and releases."""
-    from diffence_plugin import Diffence, reconstruct
+def test_the_cpu_unet_chunk_leaves_every_candidate_and_release_bit_identical(classifier):
+    """The library runs the UNet a chunk at a time on a CPU (faster than one large call); against one call of
+    all 1,600 images, chunks of 64 and 32 images and the measured chunk give the same bits in candidates and
+    releases."""
+    from diffence_plugin import Diffence
 
     model = make_reconstructor(seed=4)
     x = torch.round(torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 16) / 16
     results = {}
-    for chunk in (2048, 64, 32):
-        monkeypatch.setattr(reconstruct, "CPU_UNET_PIXELS", chunk * 8 * 8)
+    for chunk in (2048, 64, 32, "auto"):
+        model.cpu_chunk = chunk
         sizes = []
         hook = model.unet.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
         try:
@@ -116,10 +118,57 @@ def test_the_cpu_unet_chunk_leaves_every_candidate_and_release_bit_identical(cla
             cands = defense.candidates(classifier, x)
         finally:
             hook.remove()
-        assert max(sizes) == min(chunk, 1600)
+        if chunk != "auto":
+            assert max(sizes) == min(chunk, 1600)
         results[chunk] = (cands.candidate_log_probs, defense.release(cands).probs)
-    for chunk in (64, 32):
+    for chunk in (64, 32, "auto"):
         assert all(torch.equal(a, b) for a, b in zip(results[chunk], results[2048])), chunk
+
+
+def test_cifar_size_reconstructions_are_bit_identical_at_every_chunk_the_measurement_may_pick():
+    """On 32x32x3 images (the CPU preset's shape) every chunk the CPU measurement can choose, 16 to 256 images
+    per UNet call, gives the same bits as one call of all 320 images."""
+    from diffence_plugin import reconstruct
+
+    model = reconstruct.Reconstructor(UNet2DModel(**reconstruct.tiny_unet_config(32, 3, 8)))
+    x = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(40, 8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    outs = {}
+    for chunk in (320, 16, 32, 64, 128, 256):
+        model.cpu_chunk = chunk
+        outs[chunk] = model.reconstruct(x, 8, 40, 20, noise=noise, max_batch=320)
+    assert all(torch.equal(outs[c], outs[320]) for c in (16, 32, 64, 128, 256))
+
+
+def test_the_cpu_chunk_is_measured_once_and_kept_unless_another_is_clearly_faster(monkeypatch):
+    """``fastest_chunk`` keeps the default within its 5% margin and takes a clearly faster chunk; a
+    Reconstructor times each candidate (16 to 256 CIFAR images' pixels, capped by max_batch) once per process
+    and key, and not at all for a call that fits one chunk or when a number is set."""
+    from diffence_plugin import reconstruct
+
+    assert reconstruct.fastest_chunk({16: 100.0, 64: 100.0, 128: 104.0}, default=64) == 64
+    assert reconstruct.fastest_chunk({16: 100.0, 64: 100.0, 128: 106.0}, default=64) == 128
+    assert reconstruct.fastest_chunk({16: 300.0, 64: 100.0}, default=64) == 16
+
+    model = reconstruct.Reconstructor(UNet2DModel(**reconstruct.tiny_unet_config(16, 1, 8)))
+    monkeypatch.setattr(reconstruct, "_MEASURED_CHUNKS", {})
+    calls = []
+    hook = model.unet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    try:
+        assert model.chunk(images=200, max_batch=4096, t=40) == 256  # one default chunk: nothing measured
+        assert calls == []
+        chosen = model.chunk(images=10_000, max_batch=4096, t=40)
+        measured = sorted(set(calls))
+        assert measured == [64, 128, 256, 512, 1024] and chosen in measured
+        for size in measured:  # each timed twice at least, on 512 CIFAR images' pixels (2,048 16x16 images)
+            assert calls.count(size) >= 2 and calls.count(size) * size >= 2048
+        timed = len(calls)
+        assert model.chunk(images=10_000, max_batch=4096, t=60) == chosen and len(calls) == timed  # kept
+        assert model.chunk(images=10_000, max_batch=300, t=40) in {64, 128, 256, 300}  # the cap is a new key
+        model.cpu_chunk = 48
+        assert model.chunk(images=10_000, max_batch=4096, t=40) == 48
+    finally:
+        hook.remove()
 
 
 def test_reconstructions_leave_inference_mode(reconstructor, images):

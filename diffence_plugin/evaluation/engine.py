@@ -238,7 +238,7 @@ def build_stage(name: str, options: dict, prep: Prepared, plan: dict, draw: int 
             options["t"] = t
         if "path" not in options:
             options["reconstructor"] = prep.reconstructor
-        if placement(plan)["bf16"]:
+        if placement(plan)["bf16"] or plan["run"]["reconstruct_bf16"]:
             options.setdefault("autocast", torch.bfloat16)
         options.setdefault("max_batch", plan["run"]["max_batch"])
     try:

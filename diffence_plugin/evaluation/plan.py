@@ -34,11 +34,14 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch`` (a cap on
-  images per model call; a CPU runs the UNet 64 at a time below it), ``compile`` (``torch.compile`` the DDPMs:
+  images per model call; on a CPU the UNet runs the chunk it measures fastest below it), ``compile`` (``torch.compile`` the DDPMs:
   faster on long runs after a first-call cost, see ``Reconstructor.compile``), ``device`` ("auto", "cpu",
   "cuda"), ``channels_last`` (train and run the classifiers and train the DDPMs in channels-last memory
   format on a CPU too: on the 2-core CPU the CPU preset's target trained 26% and its DDPM 10% faster,
-  docs/results.md; not bit-identical to the default; CUDA always uses it), ``defense_seed``
+  docs/results.md; not bit-identical to the default; CUDA always uses it), ``reconstruct_bf16`` (the DDPM
+  reconstructs under bf16 autocast on a CPU too, for the defender and the attacker's copies: for CPUs with
+  bf16 units, where Diffence ran 1.2x faster, docs/results.md; a CPU without them warns, being about 10x slower;
+  not bit-identical to float32; CUDA always uses bf16), ``defense_seed``
   ("secret": drawn with ``secrets`` and recorded; "derived": from ``[run].seed``, public, for published
   demos only).
 """
@@ -63,7 +66,7 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
                 "defense_seeds": int, "plugins": list},
     "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
             "address": str, "threads": int, "shard_size": int, "max_batch": int, "compile": bool, "device": str,
-            "channels_last": bool,
+            "channels_last": bool, "reconstruct_bf16": bool,
             "defense_seed": str},
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -77,7 +80,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
             "executor": "local", "address": "", "threads": 0, "shard_size": 256, "max_batch": 1024,
-            "compile": False, "device": "cpu", "channels_last": False,
+            "compile": False, "device": "cpu", "channels_last": False, "reconstruct_bf16": False,
             "defense_seed": "secret"},
 }
 RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
