@@ -168,6 +168,77 @@ def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
     assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "report.html").is_file()
 
 
+def test_the_frontier_preset_is_the_cpu_preset_at_three_reconstruction_costs(tmp_path):
+    """presets/cifar10-frontier.toml differs from the CPU preset only in its defenses (Scenario 1 at n x T/k =
+    40, 8 and 4 UNet calls per input, T = 100, and labels only), its fixed T and its output folder; at toy size
+    it runs through the engine with LiRA and a paired change for every setting."""
+    import json
+
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import load_preset
+
+    write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    folder = [f"data.folder={json.dumps(str(tmp_path))}"]
+    cpu, frontier = load_preset("cifar10-cpu", folder), load_preset("cifar10-frontier", folder)
+    for section in ("data", "members", "roles", "target", "attacks"):
+        assert frontier[section] == cpu[section], section
+    assert {k: v for k, v in frontier["diffusion"].items() if k != "t_choices"} == \
+        {k: v for k, v in cpu["diffusion"].items() if k != "t_choices"}
+    assert frontier["diffusion"]["t_choices"] == [] and cpu["diffusion"]["t_choices"] == [40, 60, 100]
+    settings = [(d["options"]["diffence"]["n"], d["options"]["diffence"]["t"] // d["options"]["diffence"]["k"])
+                for d in frontier["defenses"] if d["name"] == ["diffence"]]
+    assert settings == [(8, 5), (8, 1), (4, 1)]
+    assert all(d["options"]["diffence"]["scenario"] == 1 and d["options"]["diffence"]["t"] == 100
+               for d in frontier["defenses"] if d["name"] == ["diffence"])
+
+    plan = load_preset("cifar10-frontier", [
+        "members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+        "target.train.epochs=1", "diffusion.steps=3", "diffusion.batch_size=8", "diffusion.width=8",
+        "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
+        "attacks.attacker_ddpm_records=60", "run.progress=false", "run.bootstrap=50",
+        f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    rows = {r["defense"]: r for r in run_plan(plan, log=lambda *a: None).results["rows"]}
+    assert list(rows) == ["undefended", "n8_steps5", "n8_steps1", "n4_steps1", "labels_only"]
+    for label in ("n8_steps5", "n8_steps1", "n4_steps1"):
+        assert rows[label]["labels_kept"] == 1.0 and rows[label]["reference_aware"]
+        assert set(rows[label]["change"]["lira"]) >= {"auc_change", "ci"}
+
+
+def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_size(tmp_path):
+    """presets/cifar10-canaries.toml is the CPU preset with 500 + 500 flipped-label canaries (members grown by
+    500, so the average-case roles keep their sizes) and the rows undefended, Scenarios 1 and 3 and labels
+    only; at toy size, with RelaxLoss training as the issue's training-time defense, it writes canary rows."""
+    import json
+
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import load_preset
+
+    write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    folder = [f"data.folder={json.dumps(str(tmp_path))}"]
+    cpu, canaries = load_preset("cifar10-cpu", folder), load_preset("cifar10-canaries", folder)
+    assert canaries["roles"] == {**cpu["roles"], "canaries": 500}
+    assert canaries["members"]["count"] == cpu["members"]["count"] + 500
+    for section in ("data", "target", "diffusion", "attacks"):
+        assert canaries[section] == cpu[section], section
+    assert [d["label"] for d in canaries["defenses"]] == ["scenario_1", "scenario_3", "labels_only"]
+
+    plan = load_preset("cifar10-canaries", [
+        "members.count=70", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+        "roles.canaries=10", "target.train.epochs=1", 'target.train.defense="relaxloss"',
+        'target.train.options={"alpha": 0.5}', "diffusion.steps=3", "diffusion.batch_size=8", "diffusion.width=8",
+        "diffusion.t_choices=[40]", "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
+        "attacks.attacker_ddpm_records=60", "run.progress=false", "run.bootstrap=50",
+        f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    results = run_plan(plan, log=lambda *a: None).results
+    assert [r["defense"] for r in results["rows"]] == ["undefended", "scenario_1", "scenario_3", "labels_only"]
+    assert results["rows"][0]["best"]["nonmembers"] == 20
+    assert [r["defense"] for r in results["canaries"]["rows"]] == [r["defense"] for r in results["rows"]]
+    assert results["canaries"]["rows"][1]["lira"] is not None
+    assert results["training"]["target"]["recipe"]["defense"] == "relaxloss"
+
+
 def test_on_device_keeps_the_models_answers():
     """OnDevice (the GPU preset's wrapper) in channels-last on a CPU gives the plain model's logits, on the input's
     device; bf16 on a CPU is refused."""

@@ -17,10 +17,10 @@ from .references import ReferenceModels
 
 def attacker_universe(split: MembershipSplit, size: int) -> np.ndarray:
     """The records the attacker's references train on and answer for: its known records, the evaluation
-    candidates, its population records, then its own pool up to ``size`` (about twice the target's
-    training set, so that a random half matches it)."""
+    candidates, its population records, the canaries, then its own pool up to ``size`` (about twice the
+    target's training set, so that a random half matches it)."""
     core = np.concatenate([split.attacker_members, split.attacker_nonmembers, split.eval_members,
-                           split.eval_nonmembers, split.population])
+                           split.eval_nonmembers, split.population, split.canaries])
     fill = split.attacker_pool[: max(0, size - len(core))]
     return np.concatenate([core, fill]).astype(np.int64)
 

@@ -37,6 +37,7 @@ from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence
                        reference_candidates, shadow_pool, undefended_view)
 from .attacks import compare_to
 from .families import evaluate_defense, plan_families, selection_spread
+from .protocol import CANARY_ROLES, MembershipSplit, flip_labels
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
 RESULTS_FORMAT = "diffence-results-v1"
@@ -98,6 +99,9 @@ def read_inputs(plan: dict) -> Inputs:
     x, y, test = load_data(plan)
     split = build_split(plan, len(x))
     nb_classes = nb_classes_of(plan, y)
+    if len(split.canary_members):  # the canaries carry a wrong label everywhere: in training and in every query
+        y = flip_labels(y, split.canaries, nb_classes, seed=int(np.random.SeedSequence([plan["roles"]["seed"],
+                                                                                        0xCA4A]).generate_state(1)[0]))
     check_ddpm_sizes(plan, x)
     model = None
     if "weights" in plan["target"]:
@@ -140,7 +144,9 @@ def prepare(plan: dict, log: Callable[[str], None], timings: dict, inputs: Input
         with phase(f"[1/6] training the target ({target['model']}) on {len(split.members)} members", timings,
                    "target_s", log):
             model, metrics = stages.model(
-                "target", stage_key(recipe=recipe.key, members=split.members.tolist(), seed=plan["run"]["seed"]),
+                "target", stage_key(recipe=recipe.key, members=split.members.tolist(), seed=plan["run"]["seed"],
+                                    **({"canaries": split.canaries.tolist(), "canary_labels": y[split.canaries].tolist()}
+                                       if len(split.canaries) else {})),
                 recipe.build, lambda: recipe.train_with_metrics(x[split.members], y[split.members], plan["run"]["seed"]))
         model = model.eval()
         check_target(model, x, nb_classes)
@@ -495,14 +501,16 @@ class Attacks:
         self.plan, self.prep, self.armed = plan, prep, armed
         self.families = plan_families(plan)
 
-    def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None):
-        """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals."""
+    def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None,
+            split: MembershipSplit | None = None):
+        """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals, scored on
+        the evaluation records of ``split`` (default: the audit's)."""
         run, prep = self.plan["run"], self.prep
         view = self.armed.views.get("", {}).get(label)
         flip = None
         if flipped is not None and view is not None:
             flip = (flipped, self.armed.views["flip"][label])
-        return evaluate_defense(label, released, prep.x, prep.y, prep.split, view=view, flipped=flip,
+        return evaluate_defense(label, released, prep.x, prep.y, split or prep.split, view=view, flipped=flip,
                                 families=self.families, kept=kept, seed=run["seed"], bootstrap=run["bootstrap"],
                                 pipeline=defense.pipeline if defense is not None else None, model=prep.model,
                                 nb_classes=prep.nb_classes, shadow_answer=self.armed.shadows.get(label))
@@ -527,6 +535,37 @@ def attack(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, 
                 row.change = compare_to(row, rows[0], seed=seed)
             rows.append(row)
             log(f"      {label}: {row.best.attack} AUC {row.best.auc:.3f}")
+    return rows
+
+
+def as_evaluation(released: dict) -> dict:
+    """A release with its canaries in place of its evaluation records (read with ``canary_split``)."""
+    out = {r: p for r, p in released.items() if r not in CANARY_ROLES}
+    out["eval_members"], out["eval_nonmembers"] = released["canary_members"], released["canary_nonmembers"]
+    return out
+
+
+def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, timings: dict) -> list:
+    """Stage 4b: every attack on every release again, scored on the canaries alone (the worst case), fitted
+    and chosen on the attacker's records as in the average case; changes from the undefended canary row.
+    Empty without ``[roles].canaries``."""
+    if not len(prep.split.canary_members):
+        return []
+    split, seed = prep.split.canary_split(), plan["run"]["seed"]
+    with phase(f"[5/6] the canaries: {len(split.eval_members)} flipped-label members and as many non-members",
+               timings, "canaries_s", log):
+        released, rows = defended.released[""], []
+        kept = labels_kept(released)
+        for label, probs in released.items():
+            flipped = as_evaluation(defended.released["flip"][label]) if "flip" in defended.released else None
+            row = suite.row(label, as_evaluation(probs), flipped, kept[label], defended.defenses.get(label), split)
+            if rows:
+                row.change = compare_to(row, rows[0], seed=seed)
+            rows.append(row)
+            lira = row.attack("lira")
+            log(f"      {label} on the canaries: {row.best.attack} AUC {row.best.auc:.3f}"
+                + (f", LiRA TPR@1%FPR {lira.tpr[0.01]:.3f}" if lira is not None and lira.tpr.get(0.01) is not None
+                   else ""))
     return rows
 
 
@@ -625,7 +664,8 @@ def settings_summary(plan: dict, defended: Defended | None = None) -> dict:
 
 
 def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
-                  timings: dict, start: float, out: Path, load: dict | None = None) -> dict:
+                  timings: dict, start: float, out: Path, load: dict | None = None,
+                  canaries: list | None = None) -> dict:
     """Stage 5: ``results.json``, the plots and ``report.html``; returns the results."""
     from .report import machine, write_report
 
@@ -634,7 +674,10 @@ def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, 
     results = {"format": RESULTS_FORMAT, "settings": settings_summary(plan, defended), "plan": shareable(plan),
                "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
-               **({"defense_seeds": noise} if noise else {}), "timings": timings,
+               **({"defense_seeds": noise} if noise else {}),
+               **({"canaries": {"kind": "flipped_labels", "members": len(prep.split.canary_members),
+                                "nonmembers": len(prep.split.canary_nonmembers),
+                                "rows": [r.to_dict() for r in canaries]}} if canaries else {}), "timings": timings,
                "seconds": time.perf_counter() - start, "machine": {**machine(), "at_start": load}}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     write_report(results, defended.released[""], {r: prep.y[getattr(prep.split, r)] for r in roles_of(prep.split)},
@@ -711,7 +754,9 @@ def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None
     s = run_stages(plan, log, executor)
     suite = Attacks(plan, s.prep, s.armed)  # ART's estimator and the plugins' attacks, built once
     rows = attack(plan, s.prep, s.defended, suite, log, s.timings)
+    canaries = attack_canaries(plan, s.prep, s.defended, suite, log, s.timings)
     noise = defense_seed_spread(plan, s.prep, s.defended, suite, rows, log, s.timings)
     with phase("[6/6] writing results", s.timings, "report_s", log):
-        results = write_results(plan, s.prep, s.defended, s.armed, rows, noise, s.timings, start, s.out, s.load)
+        results = write_results(plan, s.prep, s.defended, s.armed, rows, noise, s.timings, start, s.out, s.load,
+                                canaries)
     return Run(results=results, out=s.out)

@@ -54,12 +54,16 @@ def _check_members(members: dict, roles: dict) -> None:
         raise ConfigError(f"[members].draw must be 'separate' or 'with_roles', got {members['draw']!r}")
     if members["draw"] == "with_roles" and "count" not in members:
         raise ConfigError("[members].draw = 'with_roles' draws count members with the roles; set [members].count")
-    need = roles["defender"] + roles["attacker"] + roles["evaluation"]
+    need = roles["defender"] + roles["attacker"] + roles["evaluation"] + roles["canaries"]
     if "count" in members and need > members["count"]:
         raise ConfigError(f"[roles]: the member roles need {need} members, [members].count is {members['count']}")
     for key, value in roles.items():
-        if key != "seed" and value < (2 if key == "attacker" else 0 if key == "population" else 1):
-            raise ConfigError(f"[roles].{key} must be >= {2 if key == 'attacker' else 1}, got {value}")
+        least = 2 if key == "attacker" else 0 if key in ("population", "canaries") else 1
+        if key != "seed" and value < least:
+            raise ConfigError(f"[roles].{key} must be >= {least}, got {value}")
+    if 0 < roles["canaries"] < 2:
+        raise ConfigError(f"[roles].canaries must be 0 or >= 2 (members and as many non-members), got "
+                          f"{roles['canaries']}")
 
 
 def check_recipe(where: str, recipe: dict, allowed: dict = RECIPE_KEYS) -> None:

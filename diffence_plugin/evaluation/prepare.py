@@ -94,9 +94,10 @@ def build_split(plan: dict, total: int) -> MembershipSplit:
     sizes = (roles["defender"], roles["attacker"], roles["evaluation"])
     try:
         if members_cfg["draw"] == "with_roles":
-            return membership_split(total, members_cfg["count"], *sizes, seed=roles["seed"], population=population)
+            return membership_split(total, members_cfg["count"], *sizes, seed=roles["seed"], population=population,
+                                    canaries=roles["canaries"])
         members = _members(members_cfg, total)
-        return roles_from_members(members, total, *sizes, population, seed=roles["seed"])
+        return roles_from_members(members, total, *sizes, population, seed=roles["seed"], canaries=roles["canaries"])
     except ValueError as exc:
         raise ConfigError(f"[roles]: {exc}") from exc
 

@@ -7,13 +7,14 @@ of them used. The six role sets are pairwise disjoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacker_nonmembers",
          "eval_members", "eval_nonmembers")
 POPULATION = "population"  # the attacker's population records z (RMIA), released by the target like any query
+CANARY_ROLES = ("canary_members", "canary_nonmembers")  # audited apart: the worst case, not the average one
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class MembershipSplit:
     scored on ``eval_*``; the role sets are pairwise disjoint. ``members`` is the whole training set.
     ``population`` are non-members the attacker owns and queries (RMIA's z records); ``attacker_pool`` are
     the remaining non-members, the attacker's own data for its diffusion model and its reference models.
+    ``canary_members`` and ``canary_nonmembers`` are records made maximally vulnerable (``flip_labels``),
+    audited on their own (``canary_split``) and kept out of every other role.
     """
 
     members: np.ndarray
@@ -35,6 +38,22 @@ class MembershipSplit:
     eval_nonmembers: np.ndarray
     population: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     attacker_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    canary_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    canary_nonmembers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def canaries(self) -> np.ndarray:
+        """Every canary record, members first."""
+        return np.concatenate([self.canary_members, self.canary_nonmembers]).astype(np.int64)
+
+    def canary_split(self) -> "MembershipSplit":
+        """This split with the canaries as its evaluation records: every attack then scores the canaries alone,
+        fitted and chosen on the attacker's records as for the average case."""
+        if not len(self.canary_members):
+            raise ValueError("this split has no canaries ([roles].canaries = 0)")
+        empty = np.zeros(0, dtype=np.int64)
+        return replace(self, eval_members=self.canary_members, eval_nonmembers=self.canary_nonmembers,
+                       canary_members=empty, canary_nonmembers=empty)
 
     def attacker_halves(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The attacker's known records split in two: (members, non-members) to fit attacks on, and
@@ -46,44 +65,62 @@ class MembershipSplit:
 
 
 def membership_split(total: int, members: int, defender: int, attacker: int, evaluation: int,
-                     seed: int = 0, population: int = 0) -> MembershipSplit:
+                     seed: int = 0, population: int = 0, canaries: int = 0) -> MembershipSplit:
     """Split ``range(total)`` at random: ``members`` training samples, and per role that many of each kind.
 
-    ``population`` further non-members become the attacker's population records; the non-members left over
-    form ``attacker_pool``.
+    ``population`` further non-members become the attacker's population records, ``canaries`` members and as
+    many non-members the canaries; the non-members left over form ``attacker_pool``.
     """
-    if members + defender + attacker + evaluation + population > total:
-        raise ValueError(f"split needs {members + defender + attacker + evaluation + population} non-overlapping "
-                         f"samples ({members} members + {defender + attacker + evaluation + population} "
+    need_n = defender + attacker + evaluation + population + canaries
+    if members + need_n > total:
+        raise ValueError(f"split needs {members + need_n} non-overlapping samples ({members} members + {need_n} "
                          f"non-members), have {total}")
-    if defender + attacker + evaluation > members:
-        raise ValueError(f"the member roles need {defender + attacker + evaluation} members, only {members} exist")
+    if defender + attacker + evaluation + canaries > members:
+        raise ValueError(f"the member roles need {defender + attacker + evaluation + canaries} members, only "
+                         f"{members} exist")
     order = np.random.default_rng(seed).permutation(total)
-    return _assign(order[:members], order[:members], order[members:], defender, attacker, evaluation, population)
+    return _assign(order[:members], order[:members], order[members:], defender, attacker, evaluation, population,
+                   canaries)
 
 
 def _assign(members: np.ndarray, mem: np.ndarray, non: np.ndarray, defender: int, attacker: int, evaluation: int,
-            population: int) -> MembershipSplit:
-    """Roles in order from shuffled members ``mem`` and non-members ``non``; the rest of ``non`` is the pool."""
+            population: int, canaries: int = 0) -> MembershipSplit:
+    """Roles in order from shuffled members ``mem`` and non-members ``non``; the rest of ``non`` is the pool.
+    The canaries come after every other role, so a split without them is the same as before they existed."""
     a, b = defender, defender + attacker
     c = b + evaluation
+    d = c + population
     return MembershipSplit(members=members, defender_members=mem[:a], defender_nonmembers=non[:a],
                            attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
-                           eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c : c + population],
-                           attacker_pool=non[c + population :])
+                           eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c:d],
+                           attacker_pool=non[d + canaries :], canary_members=mem[c : c + canaries],
+                           canary_nonmembers=non[d : d + canaries])
 
 
 def roles_from_members(members: np.ndarray, total: int, defender: int, attacker: int, evaluation: int,
-                       population: int = 0, seed: int = 0) -> MembershipSplit:
+                       population: int = 0, seed: int = 0, canaries: int = 0) -> MembershipSplit:
     """Roles for a target trained on the given ``members`` (indices into ``range(total)``); every other record
     is a non-member. Roles are drawn at random with ``seed``."""
     members = np.asarray(members, dtype=np.int64)
     nonmembers = np.setdiff1d(np.arange(total), members)
-    need_m, need_n = defender + attacker + evaluation, defender + attacker + evaluation + population
+    need_m, need_n = defender + attacker + evaluation + canaries, defender + attacker + evaluation + population + canaries
     if need_m > len(members):
         raise ValueError(f"the member roles need {need_m} members, only {len(members)} exist")
     if need_n > len(nonmembers):
         raise ValueError(f"the non-member roles need {need_n} non-members, only {len(nonmembers)} exist")
     rng = np.random.default_rng(seed)
     return _assign(members, rng.permutation(members), rng.permutation(nonmembers), defender, attacker, evaluation,
-                   population)
+                   population, canaries)
+
+
+def flip_labels(y: np.ndarray, indices: np.ndarray, nb_classes: int, seed: int) -> np.ndarray:
+    """A copy of ``y`` in which each record of ``indices`` carries another label, drawn uniformly among the
+    ``nb_classes - 1`` wrong ones with ``seed``: mislabelled records, the canaries that stand in for the most
+    vulnerable samples (Aerni, Zhang & Tramer, CCS 2024). The target and the attacker's references train on,
+    and every attack scores, the flipped label."""
+    if nb_classes < 2:
+        raise ValueError(f"flipping a label needs at least 2 classes, got {nb_classes}")
+    out = np.array(y, copy=True)
+    shift = np.random.default_rng(seed).integers(1, nb_classes, size=len(indices))
+    out[indices] = (out[indices] + shift) % nb_classes
+    return out

@@ -8,15 +8,17 @@ import torch
 
 from ..defense import Diffence
 from ..outputs import Candidates
-from .protocol import POPULATION, ROLES, MembershipSplit
+from .protocol import CANARY_ROLES, POPULATION, ROLES, MembershipSplit
 
 
 Released = dict[str, np.ndarray]  # role -> (S, K) float64 released probabilities
 
 
 def roles_of(split: MembershipSplit) -> tuple[str, ...]:
-    """The roles a split queries: the six of ``ROLES``, plus the population records when it has them."""
-    return ROLES + ((POPULATION,) if len(split.population) else ())
+    """The roles a split queries: the six of ``ROLES``, plus the population records and the canaries when it
+    has them."""
+    return ROLES + ((POPULATION,) if len(split.population) else ()) + (CANARY_ROLES if len(split.canary_members)
+                                                                       else ())
 
 
 def onehot(y: np.ndarray, k: int) -> np.ndarray:

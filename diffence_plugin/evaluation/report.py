@@ -334,6 +334,18 @@ def _settings_table(settings: dict) -> str:
     return f"<table class='settings'>{rows}</table>"
 
 
+def canary_section(results: dict) -> str:
+    """The canaries' own tables (the worst case, kept out of the rows above), or nothing without canaries."""
+    canaries = results.get("canaries")
+    if not canaries:
+        return ""
+    rows = {"rows": canaries["rows"]}
+    return (f"<h2>The canaries: {canaries['members']} flipped-label members and {canaries['nonmembers']} "
+            "non-members</h2><p>The most vulnerable records stand-in (Aerni, Zhang &amp; Tramer, CCS 2024): the same "
+            "attacks, fitted and chosen on the attacker's records, scored on the canaries alone.</p>"
+            f"{_html_table(format_table(rows))}{_html_table(format_change_table(rows))}")
+
+
 def write_report(results: dict, released: dict, labels: dict, out_dir: Path) -> Path:
     """Write ``roc.png``, ``phi_histograms.png`` and a self-contained ``report.html`` to ``out_dir``."""
     out_dir = Path(out_dir)
@@ -362,6 +374,7 @@ held-out records; it is then measured on the evaluation records. "n/a": the FPR 
 <h2>Change from the undefended model, and the defense's own randomness</h2>{_html_table(format_change_table(results))}
 {'<h2>The defense seed</h2>' + _html_table(format_seed_table(results)) if results.get('defense_seeds') else ''}
 <h2>Every attack (AUC)</h2>{_html_table(format_attack_table(results))}
+{canary_section(results)}
 <h2>Curves and score distributions</h2>{pictures}
 <h2>Calibration</h2><ul>{calibration}</ul>
 <h2>Settings</h2>{_settings_table(results.get('settings', {}))}
