@@ -104,13 +104,19 @@ def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
     assert "The canaries: 12 flipped-label members" in (tmp_path / "c" / "report.html").read_text()
 
 
-def test_canaries_that_do_not_fit_are_named():
-    """Too many canaries for the members, or a single one, is a plan error naming [roles]."""
+def test_canaries_that_do_not_fit_are_named(tmp_path):
+    """Too many canaries for the members, a single one, or canaries with a loaded target (which never trained
+    on their flipped labels) is a plan error naming the field."""
     from diffence_plugin.evaluation.engine import read_inputs
 
     with pytest.raises(ConfigError, match=r"\[roles\]: the member roles need 101 members"):
         load_preset("demo", DEMO_TOY + ["roles.canaries=51"])
     with pytest.raises(ConfigError, match=r"\[roles\].canaries must be 0 or >= 2"):
         load_preset("demo", DEMO_TOY + ["roles.canaries=1"])
+    weights = tmp_path / "target.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"\[roles\].canaries flips labels the target must train on"):
+        load_preset("demo", DEMO_TOY + ["roles.canaries=2", "target.train=null",
+                                        f"target.weights={json.dumps(str(weights))}"])
     plan = load_preset("demo", DEMO_TOY + ["roles.canaries=50", "members.count=100"])
     assert len(read_inputs(plan).split.canary_members) == 50

@@ -18,6 +18,9 @@ def check_plan(plan: dict) -> None:
     _check_data(plan["data"])
     _check_members(plan["members"], plan["roles"])
     _check_target(plan["target"])
+    if plan["roles"]["canaries"] and "weights" in plan["target"]:
+        raise ConfigError("[roles].canaries flips labels the target must train on: use [target.train], not "
+                          "[target].weights (a loaded target never saw the canaries)")
     _check_diffusion(plan["diffusion"])
     _check_defenses(plan)
     _check_attacks(plan)
