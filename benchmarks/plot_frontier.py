@@ -37,6 +37,7 @@ def points(results: dict, costs: dict) -> list[dict]:
 def plot(pts: list[dict], out: Path) -> None:
     """Two panels (AUC change, TPR@1%FPR change) against ms/input, with 95% CIs as error bars."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -50,6 +51,8 @@ def plot(pts: list[dict], out: Path) -> None:
             ax.annotate(p["label"], (p["ms"], p[key]), textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([5, 10, 20, 50, 100], labels=["5", "10", "20", "50", "100"])
         ax.set_xlabel("Diffence ms per input (2 CPU threads)")
         ax.set_title(title + " vs undefended")
     fig.tight_layout()
