@@ -207,8 +207,8 @@ def test_the_frontier_preset_is_the_cpu_preset_at_three_reconstruction_costs(tmp
 
 def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_size(tmp_path):
     """presets/cifar10-canaries.toml is the CPU preset with 500 + 500 flipped-label canaries (members grown by
-    500, so the average-case roles keep their sizes) and the rows undefended, Scenarios 1 and 3 and labels
-    only; at toy size, with RelaxLoss training as the issue's training-time defense, it writes canary rows."""
+    500, so the average-case roles keep their sizes) and the rows undefended, Scenarios 1 and 3 (the frontier's
+    one DDIM step at T = 100) and labels only; at toy size, with RelaxLoss training as the issue's training-time defense, it writes canary rows."""
     import json
 
     from diffence_plugin.evaluation.engine import run_plan
@@ -220,15 +220,18 @@ def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_siz
     cpu, canaries = load_preset("cifar10-cpu", folder), load_preset("cifar10-canaries", folder)
     assert canaries["roles"] == {**cpu["roles"], "canaries": 500}
     assert canaries["members"]["count"] == cpu["members"]["count"] + 500
-    for section in ("data", "target", "diffusion", "attacks"):
+    for section in ("data", "target", "attacks"):
         assert canaries[section] == cpu[section], section
+    assert {**canaries["diffusion"], "t_choices": cpu["diffusion"]["t_choices"]} == cpu["diffusion"]
     assert [d["label"] for d in canaries["defenses"]] == ["scenario_1", "scenario_3", "labels_only"]
+    assert [(d["options"]["diffence"]["n"], d["options"]["diffence"]["t"], d["options"]["diffence"]["k"])
+            for d in canaries["defenses"] if d["name"] == ["diffence"]] == [(8, 100, 100)] * 2  # the frontier's one step
 
     plan = load_preset("cifar10-canaries", [
         "members.count=70", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
         "roles.canaries=10", "target.train.epochs=1", 'target.train.defense="relaxloss"',
         'target.train.options={"alpha": 0.5}', "diffusion.steps=3", "diffusion.batch_size=8", "diffusion.width=8",
-        "diffusion.t_choices=[40]", "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
+        "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
         "attacks.attacker_ddpm_records=60", "run.progress=false", "run.bootstrap=50",
         f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
     results = run_plan(plan, log=lambda *a: None).results
