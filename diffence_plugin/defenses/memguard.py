@@ -112,6 +112,36 @@ class MemGuard:
     def _h(self, probs: torch.Tensor) -> torch.Tensor:
         return self.attack(sorted_features(probs)).squeeze(-1)
 
+    def _search(self, z: torch.Tensor, label: torch.Tensor, s0: torch.Tensor, sign0: torch.Tensor,
+                c3: torch.Tensor, searching: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One phase-I search: normalised gradient steps on the noise r of every searching row until its label
+        is kept and g's logit has crossed 0, at most ``max_iter`` steps. Each step computes only the rows still
+        moving (rows are independent), so a few slow rows do not cost a full batch per step."""
+        r = torch.zeros_like(z)
+        success = torch.zeros(len(z), dtype=torch.bool)
+        for _ in range(self.max_iter):
+            rows = (searching & ~success).nonzero().squeeze(-1)
+            if not len(rows):
+                break
+            zr, lr_, c3r = z[rows], label[rows], c3[rows]
+            with torch.enable_grad():  # the search needs gradients even inside a caller's no_grad
+                rr = r[rows].requires_grad_(True)
+                logits = zr + rr
+                s = torch.softmax(logits, dim=-1)
+                h = self._h(s)
+                other = logits.scatter(-1, lr_, float("-inf")).max(dim=-1).values
+                hinge = torch.relu(other - logits.gather(-1, lr_).squeeze(-1))
+                loss = self.c1 * h.abs() + self.c2 * hinge + c3r * (s - s0[rows]).abs().sum(-1)
+                (grad,) = torch.autograd.grad(loss.sum(), rr)
+            with torch.no_grad():
+                keeps = logits.argmax(-1, keepdim=True).eq(lr_).squeeze(-1)
+                reached = keeps & (h * sign0[rows] <= 0)
+                success[rows[reached]] = True
+                norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                moving = ~reached
+                r[rows[moving]] = (rr - self.step * grad / norm)[moving]
+        return r, success
+
     def perturb(self, probs: torch.Tensor) -> MemGuardOutput:
         """Phases I and II on a batch of (B, K) probability vectors, all rows at once."""
         if self.attack is None:
@@ -129,29 +159,7 @@ class MemGuard:
         c3 = torch.full((len(z),), self.c3)
         searching = torch.ones(len(z), dtype=torch.bool)
         for _ in range(self.rounds):
-            r = torch.zeros_like(z)
-            success = torch.zeros(len(z), dtype=torch.bool)
-            for _ in range(self.max_iter):
-                active = searching & ~success
-                if not bool(active.any()):
-                    break
-                with torch.enable_grad():  # the search needs gradients even inside a caller's no_grad
-                    r.requires_grad_(True)
-                    logits = z + r
-                    s = torch.softmax(logits, dim=-1)
-                    h = self._h(s)
-                    other = logits.scatter(-1, label, float("-inf")).max(dim=-1).values
-                    hinge = torch.relu(other - logits.gather(-1, label).squeeze(-1))
-                    loss = self.c1 * h.abs() + self.c2 * hinge + c3 * (s - s0).abs().sum(-1)
-                    (grad,) = torch.autograd.grad(loss.sum(), r)
-                with torch.no_grad():
-                    keeps = logits.argmax(-1, keepdim=True).eq(label).squeeze(-1)
-                    reached = keeps & (h * sign0 <= 0)
-                    success |= active & reached
-                    moving = (active & ~reached).unsqueeze(-1)
-                    norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-                    r = torch.where(moving, r - self.step * grad / norm, r).detach()
-            r = r.detach()
+            r, success = self._search(z, label, s0, sign0, c3, searching)
             best = torch.where(success.unsqueeze(-1), r, best)
             found |= success
             c3 = torch.where(success, c3 * 10, c3)
