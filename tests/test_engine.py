@@ -58,12 +58,13 @@ def assert_rows_equal(rows: list[dict], frozen: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def demo_twice(tmp_path_factory):
+    """The toy demo run from its preset, then again from the record (config.json) the first run wrote."""
     base = tmp_path_factory.mktemp("engine")
-    runs = []
-    for name in ("first", "second"):
-        plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(base / name))}"])
-        runs.append(run_plan(plan, log=lambda *a: None))
-    return runs
+    first = run_plan(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(base / 'first'))}"]),
+                     log=lambda *a: None)
+    second = run_plan(load_plan(first.out / "config.json", [f"run.out={json.dumps(str(base / 'second'))}"]),
+                      log=lambda *a: None)
+    return first, second
 
 
 def test_the_demo_preset_reproduces_the_former_demo_driver(demo_twice):
@@ -87,10 +88,10 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == "diffence-results-v1" and results["settings"]["plan"] == "demo"
     assert (out / "report.html").is_file()
-    # a rerun from the record gives the same rows
-    again = run_plan(load_plan(out / "config.json", [f"run.out={json.dumps(str(out.parent / 'again'))}"]),
-                     log=lambda *a: None)
-    assert again.results["rows"] == demo_twice[0].results["rows"]
+    # the second run came from this record (its secret seed included): the same rows
+    assert demo_twice[1].results["rows"] == demo_twice[0].results["rows"]
+    again = json.loads((demo_twice[1].out / "config.json").read_text())
+    assert [d["options"] for d in again["defenses"]] == [d["options"] for d in record["defenses"]]
 
 
 def _cifar_files(folder: Path) -> None:
