@@ -1,4 +1,4 @@
-"""Canaries (issue 26 §3): flipped-label members and non-members, kept out of every average-case role and
+"""Canaries (issue 26 §3): flipped-label or pixel-shuffled members and non-members, kept out of every average-case role and
 audited on their own, the worst case that average-case audits understate (Aerni, Zhang & Tramer, CCS 2024)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diffence_plugin.evaluation.plan import ConfigError, load_preset
-from diffence_plugin.evaluation.protocol import ROLES, flip_labels, membership_split, roles_from_members
+from diffence_plugin.evaluation.protocol import ROLES, flip_labels, membership_split, roles_from_members, shuffle_pixels
 
 from .test_engine import DEMO_TOY
 
@@ -73,6 +73,51 @@ def test_flip_labels_gives_each_canary_a_wrong_label_uniformly_and_touches_nothi
         flip_labels(y, idx, 1, seed=0)
 
 
+def test_shuffle_pixels_permutes_each_canarys_pixels_and_touches_nothing_else():
+    """Each canary image keeps its own pixels (a pixel's channels together, so its colours, range and grid) in
+    new positions, each image its own permutation; other images and the input are untouched; seeded."""
+    x = np.random.default_rng(0).integers(0, 256, (30, 3, 8, 8)).astype(np.float32) / 255
+    before = x.copy()
+    idx = np.array([1, 4, 7, 20])
+    out = shuffle_pixels(x, idx, seed=9)
+    assert np.array_equal(x, before) and out.dtype == x.dtype and out.shape == x.shape
+    keep = np.setdiff1d(np.arange(len(x)), idx)
+    assert np.array_equal(out[keep], x[keep])
+    for i in idx:
+        pixels = lambda a: sorted(map(tuple, a.reshape(3, -1).T))  # noqa: E731 - each pixel's colour vector
+        assert pixels(out[i]) == pixels(x[i]) and not np.array_equal(out[i], x[i])
+    moved = [np.flatnonzero((out[i] != x[i]).any(axis=0).ravel()) for i in idx[:2]]
+    assert not np.array_equal(moved[0], moved[1])  # not one permutation for all
+    assert np.array_equal(shuffle_pixels(x, idx, seed=9), out)
+    assert not np.array_equal(shuffle_pixels(x, idx, seed=10), out)
+    assert np.array_equal(shuffle_pixels(x, np.zeros(0, dtype=np.int64), seed=9), x)
+
+
+def test_pixel_shuffled_canaries_change_only_their_images_and_are_audited_apart(tmp_path):
+    """``canary_kind = "shuffled_pixels"``: the canaries' images are replaced by their shuffled pixels (the
+    out-of-distribution kind), every label and every other image is kept, and the canaries get their own rows
+    and report section, named by kind."""
+    from diffence_plugin.evaluation.engine import read_inputs, run_plan
+
+    toy = DEMO_TOY + ["roles.canaries=12", 'roles.canary_kind="shuffled_pixels"', "attacks.art=[]",
+                      f"run.out={json.dumps(str(tmp_path / 'c'))}"]
+    plan = load_preset("demo", toy)
+    plan["defenses"] = plan["defenses"][:1]
+    inputs, original = read_inputs(plan), read_inputs(load_preset("demo", DEMO_TOY))
+    canaries = inputs.split.canaries
+    assert np.array_equal(inputs.y, original.y)
+    others = np.setdiff1d(np.arange(len(inputs.x)), canaries)
+    assert np.array_equal(inputs.x[others], original.x[others])
+    assert all(not np.array_equal(inputs.x[i], original.x[i]) for i in canaries)
+    results = run_plan(plan, log=lambda *a: None).results
+    block = results["canaries"]
+    assert (block["kind"], block["members"], [r["defense"] for r in block["rows"]]) == \
+        ("shuffled_pixels", 12, ["undefended", "scenario_1"])
+    assert "12 pixel-shuffled (out-of-distribution) members" in (tmp_path / "c" / "report.html").read_text()
+    with pytest.raises(ConfigError, match=r"\[roles\].canary_kind must be one of \['flipped_labels', 'shuffled_pixels'\]"):
+        load_preset("demo", DEMO_TOY + ['roles.canary_kind="noise"'])
+
+
 def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
     """``[roles].canaries`` flips the labels of that many members and non-members, trains the target and the
     references on the flipped labels, keeps the canaries out of the average-case rows and audits them in
@@ -115,7 +160,7 @@ def test_canaries_that_do_not_fit_are_named(tmp_path):
         load_preset("demo", DEMO_TOY + ["roles.canaries=1"])
     weights = tmp_path / "target.safetensors"
     weights.write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"\[roles\].canaries flips labels the target must train on"):
+    with pytest.raises(ConfigError, match=r"\[roles\].canaries makes records \(flipped labels or shuffled pixels\) the target must train on"):
         load_preset("demo", DEMO_TOY + ["roles.canaries=2", "target.train=null",
                                         f"target.weights={json.dumps(str(weights))}"])
     plan = load_preset("demo", DEMO_TOY + ["roles.canaries=50", "members.count=100"])

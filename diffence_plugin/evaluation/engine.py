@@ -37,7 +37,7 @@ from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence
                        reference_candidates, shadow_pool, undefended_view)
 from .attacks import compare_to
 from .families import evaluate_defense, plan_families, selection_spread
-from .protocol import CANARY_ROLES, MembershipSplit, flip_labels
+from .protocol import CANARY_ROLES, MembershipSplit, flip_labels, shuffle_pixels
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
 RESULTS_FORMAT = "diffence-results-v1"
@@ -99,9 +99,12 @@ def read_inputs(plan: dict) -> Inputs:
     x, y, test = load_data(plan)
     split = build_split(plan, len(x))
     nb_classes = nb_classes_of(plan, y)
-    if len(split.canary_members):  # the canaries carry a wrong label everywhere: in training and in every query
-        y = flip_labels(y, split.canaries, nb_classes, seed=int(np.random.SeedSequence([plan["roles"]["seed"],
-                                                                                        0xCA4A]).generate_state(1)[0]))
+    if len(split.canary_members):  # the canaries are what they are everywhere: in training and in every query
+        seed = int(np.random.SeedSequence([plan["roles"]["seed"], 0xCA4A]).generate_state(1)[0])
+        if plan["roles"]["canary_kind"] == "shuffled_pixels":
+            x = shuffle_pixels(x, split.canaries, seed)
+        else:
+            y = flip_labels(y, split.canaries, nb_classes, seed)
     check_ddpm_sizes(plan, x)
     model = None
     if "weights" in plan["target"]:
@@ -145,8 +148,8 @@ def prepare(plan: dict, log: Callable[[str], None], timings: dict, inputs: Input
                    "target_s", log):
             model, metrics = stages.model(
                 "target", stage_key(recipe=recipe.key, members=split.members.tolist(), seed=plan["run"]["seed"],
-                                    **({"canaries": split.canaries.tolist(), "canary_labels": y[split.canaries].tolist()}
-                                       if len(split.canaries) else {})),
+                                    **({"canaries": split.canaries.tolist(), "canary_labels": y[split.canaries].tolist(),
+                                        "canary_kind": plan["roles"]["canary_kind"]} if len(split.canaries) else {})),
                 recipe.build, lambda: recipe.train_with_metrics(x[split.members], y[split.members], plan["run"]["seed"]))
         model = model.eval()
         check_target(model, x, nb_classes)
@@ -552,7 +555,8 @@ def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attac
     if not len(prep.split.canary_members):
         return []
     split, seed = prep.split.canary_split(), plan["run"]["seed"]
-    with phase(f"[5/6] the canaries: {len(split.eval_members)} flipped-label members and as many non-members",
+    kind = plan["roles"]["canary_kind"].replace("_", "-")
+    with phase(f"[5/6] the canaries: {len(split.eval_members)} {kind} members and as many non-members",
                timings, "canaries_s", log):
         released, rows = defended.released[""], []
         kept = labels_kept(released)
@@ -675,7 +679,7 @@ def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, 
                "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                **({"defense_seeds": noise} if noise else {}),
-               **({"canaries": {"kind": "flipped_labels", "members": len(prep.split.canary_members),
+               **({"canaries": {"kind": plan["roles"]["canary_kind"], "members": len(prep.split.canary_members),
                                 "nonmembers": len(prep.split.canary_nonmembers),
                                 "rows": [r.to_dict() for r in canaries]}} if canaries else {}), "timings": timings,
                "seconds": time.perf_counter() - start, "machine": {**machine(), "at_start": load}}

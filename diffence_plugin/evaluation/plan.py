@@ -16,8 +16,10 @@ Sections and keys (defaults in ``DEFAULTS``):
 - ``[members]``: ``indices`` (an .npy file) | ``count`` with ``seed``; ``draw = "with_roles"`` draws the
   members and the roles in one permutation of ``[roles].seed`` (the presets' split).
 - ``[roles]``: known members/non-members of the ``defender`` and the ``attacker``, ``evaluation`` records of
-  each kind, RMIA's ``population`` records, ``canaries`` (that many members and as many non-members whose
-  labels are flipped, audited apart from the average case: the worst case; 0: none), and their ``seed``.
+  each kind, RMIA's ``population`` records, ``canaries`` (that many members and as many non-members made
+  maximally vulnerable, audited apart from the average case: the worst case; 0: none) of ``canary_kind``
+  ("flipped_labels": a wrong label; "shuffled_pixels": the image's pixels permuted, an out-of-distribution image
+  with its label), and their ``seed``.
 - ``[target]``: ``model`` (a zoo name or ``package.module:factory``), ``weights`` (safetensors) or
   ``[target.train]`` (``defense``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``options``).
 - ``[diffusion]``: ``path`` (a saved model) or training: ``unet`` ("tiny" or "cifar"), ``width``, ``steps``,
@@ -58,7 +60,8 @@ FORMAT = "diffence-plan-v1"
 SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "data": {"npz": str, "dataset": str, "folder": str},
     "members": {"indices": str, "count": int, "seed": int, "draw": str},
-    "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "canaries": int, "seed": int},
+    "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "canaries": int, "canary_kind": str,
+              "seed": int},
     "target": {"model": str, "weights": str, "nb_classes": int, "options": dict, "train": dict},
     "diffusion": {"path": str, "unet": str, "width": int, "steps": int, "batch_size": int, "max_timestep": int,
                   "seconds": float, "lr": float, "t_choices": list, "kind": str, "split_seed": int, "mode": str},
@@ -73,7 +76,8 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {},
     "members": {"draw": "separate"},
-    "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "canaries": 0, "seed": 0},
+    "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "canaries": 0,
+              "canary_kind": "flipped_labels", "seed": 0},
     "target": {"options": {}},
     "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
                   "t_choices": [], "kind": "single", "mode": "alternate"},

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from .plan import RECIPE_KEYS, ConfigError, check_type
+from .protocol import CANARY_KINDS
 
 DIFFENCE_OWN = ("path", "reconstructor", "calibration")  # the diffence factory's keys beyond DiffenceConfig
 
@@ -19,7 +20,7 @@ def check_plan(plan: dict) -> None:
     _check_members(plan["members"], plan["roles"])
     _check_target(plan["target"])
     if plan["roles"]["canaries"] and "weights" in plan["target"]:
-        raise ConfigError("[roles].canaries flips labels the target must train on: use [target.train], not "
+        raise ConfigError("[roles].canaries makes records (flipped labels or shuffled pixels) the target must train on: use [target.train], not "
                           "[target].weights (a loaded target never saw the canaries)")
     _check_diffusion(plan["diffusion"])
     _check_defenses(plan)
@@ -62,8 +63,10 @@ def _check_members(members: dict, roles: dict) -> None:
         raise ConfigError(f"[roles]: the member roles need {need} members, [members].count is {members['count']}")
     for key, value in roles.items():
         least = 2 if key == "attacker" else 0 if key in ("population", "canaries") else 1
-        if key != "seed" and value < least:
+        if key not in ("seed", "canary_kind") and value < least:
             raise ConfigError(f"[roles].{key} must be >= {least}, got {value}")
+    if roles["canary_kind"] not in CANARY_KINDS:
+        raise ConfigError(f"[roles].canary_kind must be one of {list(CANARY_KINDS)}, got {roles['canary_kind']!r}")
     if 0 < roles["canaries"] < 2:
         raise ConfigError(f"[roles].canaries must be 0 or >= 2 (members and as many non-members), got "
                           f"{roles['canaries']}")

@@ -15,6 +15,7 @@ ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacke
          "eval_members", "eval_nonmembers")
 POPULATION = "population"  # the attacker's population records z (RMIA), released by the target like any query
 CANARY_ROLES = ("canary_members", "canary_nonmembers")  # audited apart: the worst case, not the average one
+CANARY_KINDS = ("flipped_labels", "shuffled_pixels")  # mislabelled records; out-of-distribution images
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,21 @@ def roles_from_members(members: np.ndarray, total: int, defender: int, attacker:
     rng = np.random.default_rng(seed)
     return _assign(members, rng.permutation(members), rng.permutation(nonmembers), defender, attacker, evaluation,
                    population, canaries)
+
+
+def shuffle_pixels(x: np.ndarray, indices: np.ndarray, seed: int) -> np.ndarray:
+    """A copy of ``x`` in which each image of ``indices`` has its pixel positions permuted (each its own seeded
+    permutation; a pixel's channels move together): out-of-distribution images with the data's own colours,
+    range and grid but none of its structure, the second kind of canary (Aerni, Zhang & Tramer, CCS 2024).
+    Their labels are kept, which no image content supports any more, so a model can only memorise them."""
+    out = np.array(x, copy=True)
+    if not len(indices):
+        return out
+    rng = np.random.default_rng(seed)
+    flat = out.reshape(len(out), out.shape[1], -1)
+    for i in indices:
+        flat[i] = flat[i][:, rng.permutation(flat.shape[-1])]
+    return out
 
 
 def flip_labels(y: np.ndarray, indices: np.ndarray, nb_classes: int, seed: int) -> np.ndarray:

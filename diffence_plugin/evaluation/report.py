@@ -340,10 +340,13 @@ def canary_section(results: dict) -> str:
     if not canaries:
         return ""
     rows = {"rows": canaries["rows"]}
-    return (f"<h2>The canaries: {canaries['members']} flipped-label members and {canaries['nonmembers']} "
+    shuffled = canaries.get("kind") == "shuffled_pixels"
+    kind, labels = (("pixel-shuffled (out-of-distribution)", "labels, which their shuffled images no longer show")
+                    if shuffled else ("flipped-label", "flipped labels"))
+    return (f"<h2>The canaries: {canaries['members']} {kind} members and {canaries['nonmembers']} "
             "non-members</h2><p>The most vulnerable records stand-in (Aerni, Zhang &amp; Tramer, CCS 2024): the same "
             "attacks, fitted and chosen on the attacker's records, scored on the canaries alone. Their \"test acc\" is "
-            "the accuracy on the canary non-members' flipped labels, not the model's.</p>"
+            f"the accuracy on the canary non-members' {labels}, not the model's.</p>"
             f"{_html_table(format_table(rows))}{_html_table(format_change_table(rows))}")
 
 
