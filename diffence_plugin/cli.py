@@ -545,10 +545,11 @@ def _add_reproduce(sub) -> None:
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"), help="the dataset")
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
-    rep.add_argument("--preset", choices=("gpu", "cpu", "frontier", "canaries"), default="gpu",
+    rep.add_argument("--preset", choices=("gpu", "cpu", "frontier", "canaries", "public"), default="gpu",
                      help="the plan: presets/cifar10-gpu.toml (the paper's sizes), presets/cifar10-cpu.toml, "
-                     "presets/cifar10-frontier.toml (the CPU preset at three reconstruction costs) or "
-                     "presets/cifar10-canaries.toml (the CPU preset with flipped-label canaries)")
+                     "presets/cifar10-frontier.toml (the CPU preset at three reconstruction costs), "
+                     "presets/cifar10-canaries.toml (the CPU preset with flipped-label canaries) or "
+                     "presets/cifar10-public.toml (the CPU preset with its DDPMs trained on public data)")
     for flag, what in (("members", "target training records"), ("calibration", "defender's known members and "
                        "non-members each"), ("attacker", "attacker's known members and non-members each"),
                        ("evaluation", "held-out members and non-members each"), ("epochs", "target training epochs"),

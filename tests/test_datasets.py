@@ -280,3 +280,42 @@ def test_reproduce_refuses_impossible_settings_before_any_work(tmp_path, capsys)
         assert main(["reproduce", "cifar10", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flags]) == 2
         assert message in capsys.readouterr().err, flags
         assert not (tmp_path / "o").exists()
+
+
+def test_the_public_preset_is_the_cpu_preset_with_its_ddpms_on_public_data_and_runs_at_toy_size(tmp_path):
+    """presets/cifar10-public.toml is the CPU preset with 30,000 public records, both DDPMs trained on the
+    public data, and the rows undefended, Scenarios 1 and 3 and the mean of all candidates (the frontier's one
+    DDIM step at T = 100) and labels only; at toy size (the mean's row) both DDPMs train on every record that is
+    no evaluation, canary or attacker record."""
+    import json
+
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.evaluation.prepare import build_split
+
+    write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    folder = [f"data.folder={json.dumps(str(tmp_path))}"]
+    cpu, public = load_preset("cifar10-cpu", folder), load_preset("cifar10-public", folder)
+    assert public["roles"] == {**cpu["roles"], "public": 30000} and public["members"] == cpu["members"]
+    for section in ("data", "target", "attacks"):
+        assert public[section] == cpu[section], section
+    assert public["diffusion"] == {**cpu["diffusion"], "t_choices": [], "data": "public"}
+    assert [(d["label"], d["options"]["diffence"]["scenario"], d["options"]["diffence"]["k"])
+            for d in public["defenses"] if d["name"] == ["diffence"]] == \
+        [("scenario_1", 1, 100), ("scenario_3", 3, 100), ("mean", "mean", 100)]
+
+    plan = load_preset("cifar10-public", folder + [
+        "members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+        "roles.public=150", "target.train.epochs=1", "diffusion.steps=3", "diffusion.batch_size=8",
+        "diffusion.width=8", "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
+        "run.progress=false", "run.bootstrap=50", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    plan["defenses"] = plan["defenses"][2:3]  # the mean only, the new row: Scenarios 1 and 3 run in other tests
+    split = build_split(plan, 400)
+    results = run_plan(plan, log=lambda *a: None).results
+    assert [r["defense"] for r in results["rows"]] == ["undefended", "mean"]
+    training = results["training"]
+    assert (training["defender_ddpm"]["data"], training["defender_ddpm"]["records"]) == ("public", 150 + 20 + 20)
+    assert (training["attacker_ddpm"]["data"], training["attacker_ddpm"]["records"]) == ("public", 190)
+    assert len(split.public_data) == 190
+    assert 0 < results["rows"][1]["labels_kept"] <= 1

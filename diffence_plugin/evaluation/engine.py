@@ -202,19 +202,28 @@ def _defender_ddpm(plan: dict, prep: Prepared, log, timings: dict, progress: boo
             raise ConfigError(f"[diffusion].path: {exc}") from exc
         return _compiled(plan, ddpm)
     budget = f", at most {d['seconds']:.0f} s" if d.get("seconds") else ""
-    with phase(f"[2/6] training the DDPM on the same members ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
+    records = ddpm_records(plan, prep.split)
+    what = "the same members" if d["data"] == "members" else f"{len(records)} public records"
+    with phase(f"[2/6] training the DDPM on {what} ({d['steps']} steps{budget}, t <= {d['max_timestep']})",
                timings, "ddpm_s", log):
         config = unet_config(plan, prep.x)
-        key = stage_key(diffusion=d, unet=config, members=prep.split.members.tolist(), seed=plan["run"]["seed"],
-                        device=placement(plan))
-        ddpm = stages.ddpm("defender-ddpm", key, lambda: train_ddpm(plan, prep.x[prep.split.members], config,
-                                                                     plan["run"]["seed"], d["steps"], d["max_timestep"],
-                                                                     progress, d["kind"]), placement(plan)["device"])
+        kind = plan["roles"]["canary_kind"] if len(prep.split.canaries) else None  # shuffled canaries change x
+        key = stage_key(diffusion=d, unet=config, members=records.tolist(), seed=plan["run"]["seed"],
+                        device=placement(plan), canaries=kind)
+        ddpm = stages.ddpm("defender-ddpm", key,
+                           lambda: train_ddpm(plan, prep.x[records], config, plan["run"]["seed"], d["steps"],
+                                              d["max_timestep"], progress, d["kind"]), placement(plan)["device"])
     _compiled(plan, ddpm)
     runs = [m.training for m in ddpm.models] if hasattr(ddpm, "models") else [ddpm.training]
     log(f"      {d['kind']}: " + "; ".join(f"{r['steps']} DDPM steps ({r['stopped']})" for r in runs))
-    prep.training["defender_ddpm"] = runs[0] if len(runs) == 1 else {"kind": d["kind"], "models": runs}
+    record = runs[0] if len(runs) == 1 else {"kind": d["kind"], "models": runs}
+    prep.training["defender_ddpm"] = {**record, "data": d["data"], "records": len(records)}
     return ddpm
+
+
+def ddpm_records(plan: dict, split) -> np.ndarray:
+    """The records the defender's DDPM trains on: the target's members, or ``split.public_data``."""
+    return split.members if plan["diffusion"]["data"] == "members" else split.public_data
 
 
 # ---- stage 2 -----------------------------------------------------------------------------------------------
@@ -420,15 +429,19 @@ class AttackerDiffence:
         if key not in self.cache:
             attacks, run = plan["attacks"], plan["run"]
             steps = attacks.get("attacker_ddpm_steps", plan["diffusion"]["steps"])
-            pool = prep.split.attacker_pool[: attacks.get("attacker_ddpm_records") or None]
+            public = plan["diffusion"]["data"] == "public"  # then it has the defender's data: it is public
+            pool = prep.split.public_data if public else prep.split.attacker_pool[: attacks.get("attacker_ddpm_records")
+                                                                                   or None]
             limit = (defense.reconstructor.training or {}).get("max_timestep") or c.t
-            self.log(f"      the attacker's own DDPM: {steps} steps on {len(pool)} records of its pool, t <= {limit}")
+            where = "the public data" if public else "its pool"
+            self.log(f"      the attacker's own DDPM: {steps} steps on {len(pool)} records of {where}, t <= {limit}")
             stage = stage_key(diffusion=plan["diffusion"], unet=unet, steps=steps, limit=limit, pool=pool.tolist(),
                               seed=run["seed"] + 1, device=placement(plan))
             ddpm = self.stages.ddpm(f"attacker-ddpm-{stage}", stage,
                                     lambda: train_ddpm(plan, prep.x[pool], unet, run["seed"] + 1, steps, limit,
                                                        run["progress"]), placement(plan)["device"])
-            self.armed.training.setdefault("attacker_ddpm", ddpm.training)
+            self.armed.training.setdefault("attacker_ddpm", {**ddpm.training, "data": "public" if public else "pool",
+                                                             "records": len(pool)})
             _compiled(plan, ddpm)
             mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(run["seed"] + 1)}, progress=run["progress"],
                             autocast=defense.autocast)

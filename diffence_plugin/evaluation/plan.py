@@ -19,21 +19,25 @@ Sections and keys (defaults in ``DEFAULTS``):
   each kind, RMIA's ``population`` records, ``canaries`` (that many members and as many non-members made
   maximally vulnerable, audited apart from the average case: the worst case; 0: none) of ``canary_kind``
   ("flipped_labels": a wrong label; "shuffled_pixels": the image's pixels permuted, an out-of-distribution image
-  with its label), and their ``seed``.
+  with its label), ``public`` (that many non-members set aside as unlabeled public data for
+  ``[diffusion].data = "public"``; taken from what would be the attacker's pool), and their ``seed``.
 - ``[target]``: ``model`` (a zoo name or ``package.module:factory``), ``weights`` (safetensors) or
   ``[target.train]`` (``defense``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``options``).
 - ``[diffusion]``: ``path`` (a saved model) or training: ``unet`` ("tiny" or "cifar"), ``width``, ``steps``,
   ``batch_size``, ``max_timestep``, optional ``seconds`` (a time budget: such a run does not reproduce on
-  another machine). ``kind``: "single" (one DDPM on the members), "dual" (DualMD: two DDPMs on disjoint
-  halves, ``split_seed`` and ``mode`` "alternate" or "keyed") or "distill" (DistillMD: a student of that
-  pair). ``t_choices``: noise steps the defender's calibration chooses among (Scenario 1's criterion,
-  once); every Diffence defense then uses the chosen t.
+  another machine). ``data``: "members" (the target's training set) or "public" (every record that is no
+  evaluation, canary or attacker record: the defender's known records, spare members and ``[roles].public``;
+  the attacker's own DDPM then trains on the same public data, all of it). ``kind``: "single" (one DDPM on
+  that data), "dual" (DualMD: two DDPMs on disjoint halves, ``split_seed`` and ``mode`` "alternate" or
+  "keyed") or "distill" (DistillMD: a student of that pair). ``t_choices``: noise steps the defender's
+  calibration chooses among (Scenario 1's criterion, once); every Diffence defense then uses the chosen t.
 - ``[[defenses]]``: ``name`` (a registered defense, or a list: a pipeline), ``label``, ``options`` (one
   defense's keyword arguments, or for a pipeline a table per name).
 - ``[attacks]``: ``threshold``, ``art`` (ART's attacks), ``references`` (LiRA / RMIA reference models),
   ``reference_recipe`` (default: the target's training recipe), ``aware`` (the attacker copies each
   defense), ``augment`` (flipped queries), ``attacker_ddpm_steps`` (default: the defender's),
-  ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all), ``selection_draws``,
+  ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all; under
+  ``[diffusion].data = "public"`` it trains on the public data instead), ``selection_draws``,
   ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch`` (a cap on
@@ -61,10 +65,11 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "data": {"npz": str, "dataset": str, "folder": str},
     "members": {"indices": str, "count": int, "seed": int, "draw": str},
     "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "canaries": int, "canary_kind": str,
-              "seed": int},
+              "public": int, "seed": int},
     "target": {"model": str, "weights": str, "nb_classes": int, "options": dict, "train": dict},
     "diffusion": {"path": str, "unet": str, "width": int, "steps": int, "batch_size": int, "max_timestep": int,
-                  "seconds": float, "lr": float, "t_choices": list, "kind": str, "split_seed": int, "mode": str},
+                  "seconds": float, "lr": float, "t_choices": list, "kind": str, "split_seed": int, "mode": str,
+                  "data": str},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
                 "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
                 "defense_seeds": int, "plugins": list},
@@ -77,10 +82,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {},
     "members": {"draw": "separate"},
     "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "canaries": 0,
-              "canary_kind": "flipped_labels", "seed": 0},
+              "canary_kind": "flipped_labels", "public": 0, "seed": 0},
     "target": {"options": {}},
     "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
-                  "t_choices": [], "kind": "single", "mode": "alternate"},
+                  "t_choices": [], "kind": "single", "mode": "alternate", "data": "members"},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
                 "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
@@ -301,7 +306,8 @@ def describe(plan: dict) -> str:
     if any("path" not in d["options"]["diffence"] for d in diffences):
         lines.append(f"- defender's DDPM: load {diffusion['path']}" if "path" in diffusion else
                      f"- defender's DDPM: train {diffusion['steps']} steps at batch {diffusion['batch_size']} on the "
-                     f"members (t <= {diffusion['max_timestep']})")
+                     f"{'public data' if diffusion['data'] == 'public' else 'members'} "
+                     f"(t <= {diffusion['max_timestep']})")
     seen = set()
     for d in diffences:
         o = d["options"]["diffence"]

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .plan import RECIPE_KEYS, ConfigError, check_type
-from .protocol import CANARY_KINDS
+from .protocol import CANARY_KINDS, DIFFUSION_DATA
 
 DIFFENCE_OWN = ("path", "reconstructor", "calibration")  # the diffence factory's keys beyond DiffenceConfig
 
@@ -62,7 +62,7 @@ def _check_members(members: dict, roles: dict) -> None:
     if "count" in members and need > members["count"]:
         raise ConfigError(f"[roles]: the member roles need {need} members, [members].count is {members['count']}")
     for key, value in roles.items():
-        least = 2 if key == "attacker" else 0 if key in ("population", "canaries") else 1
+        least = 2 if key == "attacker" else 0 if key in ("population", "canaries", "public") else 1
         if key not in ("seed", "canary_kind") and value < least:
             raise ConfigError(f"[roles].{key} must be >= {least}, got {value}")
     if roles["canary_kind"] not in CANARY_KINDS:
@@ -111,7 +111,12 @@ def _check_target(target: dict) -> None:
 
 
 def _check_diffusion(diffusion: dict) -> None:
+    if diffusion["data"] not in DIFFUSION_DATA:
+        raise ConfigError(f"[diffusion].data must be one of {list(DIFFUSION_DATA)}, got {diffusion['data']!r}")
     if "path" in diffusion:
+        if diffusion["data"] != "members":
+            raise ConfigError('[diffusion].data = "public" trains a diffusion model; a loaded one ([diffusion].path) '
+                              "was trained on whatever it was trained on: drop one of the two")
         folder = Path(diffusion["path"])
         if not folder.is_dir():
             raise ConfigError(f"[diffusion].path: folder {diffusion['path']!r} does not exist (train one with "

@@ -95,9 +95,10 @@ def build_split(plan: dict, total: int) -> MembershipSplit:
     try:
         if members_cfg["draw"] == "with_roles":
             return membership_split(total, members_cfg["count"], *sizes, seed=roles["seed"], population=population,
-                                    canaries=roles["canaries"])
+                                    canaries=roles["canaries"], public=roles["public"])
         members = _members(members_cfg, total)
-        return roles_from_members(members, total, *sizes, population, seed=roles["seed"], canaries=roles["canaries"])
+        return roles_from_members(members, total, *sizes, population, seed=roles["seed"], canaries=roles["canaries"],
+                                  public=roles["public"])
     except ValueError as exc:
         raise ConfigError(f"[roles]: {exc}") from exc
 

@@ -16,6 +16,7 @@ ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacke
 POPULATION = "population"  # the attacker's population records z (RMIA), released by the target like any query
 CANARY_ROLES = ("canary_members", "canary_nonmembers")  # audited apart: the worst case, not the average one
 CANARY_KINDS = ("flipped_labels", "shuffled_pixels")  # mislabelled records; out-of-distribution images
+DIFFUSION_DATA = ("members", "public")  # what the DDPMs train on: the target's members, or ``public_data``
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class MembershipSplit:
     ``population`` are non-members the attacker owns and queries (RMIA's z records); ``attacker_pool`` are
     the remaining non-members, the attacker's own data for its diffusion model and its reference models.
     ``canary_members`` and ``canary_nonmembers`` are records made maximally vulnerable (``flip_labels``),
-    audited on their own (``canary_split``) and kept out of every other role.
+    audited on their own (``canary_split``) and kept out of every other role. ``public`` are non-members set
+    aside as unlabeled public data (``public_data``) for a diffusion model trained on more than the members.
     """
 
     members: np.ndarray
@@ -41,6 +43,18 @@ class MembershipSplit:
     attacker_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     canary_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     canary_nonmembers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    public: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def public_data(self) -> np.ndarray:
+        """Every record that is no evaluation, canary or attacker record (known, population, pool): the
+        defender's known records, the members in no other role and the ``public`` non-members, sorted. What
+        a diffusion model trained on "public" data sees (the paper's Table 5 stands in a CIFAR-10 model trained
+        on more images than the classifier); it never holds a record any figure is scored on."""
+        taken = np.concatenate([self.eval_members, self.eval_nonmembers, self.canaries, self.attacker_members,
+                                self.attacker_nonmembers, self.population, self.attacker_pool])
+        mine = np.concatenate([self.members, self.defender_nonmembers, self.public])
+        return np.setdiff1d(mine, taken).astype(np.int64)
 
     @property
     def canaries(self) -> np.ndarray:
@@ -66,13 +80,14 @@ class MembershipSplit:
 
 
 def membership_split(total: int, members: int, defender: int, attacker: int, evaluation: int,
-                     seed: int = 0, population: int = 0, canaries: int = 0) -> MembershipSplit:
+                     seed: int = 0, population: int = 0, canaries: int = 0, public: int = 0) -> MembershipSplit:
     """Split ``range(total)`` at random: ``members`` training samples, and per role that many of each kind.
 
     ``population`` further non-members become the attacker's population records, ``canaries`` members and as
-    many non-members the canaries; the non-members left over form ``attacker_pool``.
+    many non-members the canaries, ``public`` non-members public data; the non-members left over form
+    ``attacker_pool``.
     """
-    need_n = defender + attacker + evaluation + population + canaries
+    need_n = defender + attacker + evaluation + population + canaries + public
     if members + need_n > total:
         raise ValueError(f"split needs {members + need_n} non-overlapping samples ({members} members + {need_n} "
                          f"non-members), have {total}")
@@ -81,37 +96,40 @@ def membership_split(total: int, members: int, defender: int, attacker: int, eva
                          f"{members} exist")
     order = np.random.default_rng(seed).permutation(total)
     return _assign(order[:members], order[:members], order[members:], defender, attacker, evaluation, population,
-                   canaries)
+                   canaries, public)
 
 
 def _assign(members: np.ndarray, mem: np.ndarray, non: np.ndarray, defender: int, attacker: int, evaluation: int,
-            population: int, canaries: int = 0) -> MembershipSplit:
+            population: int, canaries: int = 0, public: int = 0) -> MembershipSplit:
     """Roles in order from shuffled members ``mem`` and non-members ``non``; the rest of ``non`` is the pool.
-    The canaries come after every other role, so a split without them is the same as before they existed."""
+    The canaries, then the public records, come after every other role, so a split without them is the same
+    as before they existed."""
     a, b = defender, defender + attacker
     c = b + evaluation
     d = c + population
+    e = d + canaries
     return MembershipSplit(members=members, defender_members=mem[:a], defender_nonmembers=non[:a],
                            attacker_members=mem[a:b], attacker_nonmembers=non[a:b],
                            eval_members=mem[b:c], eval_nonmembers=non[b:c], population=non[c:d],
-                           attacker_pool=non[d + canaries :], canary_members=mem[c : c + canaries],
-                           canary_nonmembers=non[d : d + canaries])
+                           attacker_pool=non[e + public :], canary_members=mem[c : c + canaries],
+                           canary_nonmembers=non[d:e], public=non[e : e + public])
 
 
 def roles_from_members(members: np.ndarray, total: int, defender: int, attacker: int, evaluation: int,
-                       population: int = 0, seed: int = 0, canaries: int = 0) -> MembershipSplit:
+                       population: int = 0, seed: int = 0, canaries: int = 0, public: int = 0) -> MembershipSplit:
     """Roles for a target trained on the given ``members`` (indices into ``range(total)``); every other record
     is a non-member. Roles are drawn at random with ``seed``."""
     members = np.asarray(members, dtype=np.int64)
     nonmembers = np.setdiff1d(np.arange(total), members)
-    need_m, need_n = defender + attacker + evaluation + canaries, defender + attacker + evaluation + population + canaries
+    need_m = defender + attacker + evaluation + canaries
+    need_n = defender + attacker + evaluation + population + canaries + public
     if need_m > len(members):
         raise ValueError(f"the member roles need {need_m} members, only {len(members)} exist")
     if need_n > len(nonmembers):
         raise ValueError(f"the non-member roles need {need_n} non-members, only {len(nonmembers)} exist")
     rng = np.random.default_rng(seed)
     return _assign(members, rng.permutation(members), rng.permutation(nonmembers), defender, attacker, evaluation,
-                   population, canaries)
+                   population, canaries, public)
 
 
 def shuffle_pixels(x: np.ndarray, indices: np.ndarray, seed: int) -> np.ndarray:
