@@ -154,6 +154,22 @@ def test_overrides_reach_every_field_and_typos_are_named():
         load_preset("dem")
 
 
+def test_a_training_defense_option_it_does_not_take_is_named_before_any_training():
+    """A recipe's options reach its training defense's constructor at plan time, the target's and the
+    references' (over the target's recipe), so a typo or a bad value never waits for a stage to fail."""
+    relax = ['target.train.defense="relaxloss"']
+    with pytest.raises(ConfigError, match=r"\[target.train\].options: 'relaxloss' does not take \['alpha', "
+                                          r"'schedule'\].*valid options: \['alpha'\]"):
+        load_preset("demo", relax + ['target.train.options={"alpha": 0.5, "schedule": "cosine"}'])
+    with pytest.raises(ConfigError, match=r"\[target.train\].options: alpha must be > 0, got -1"):
+        load_preset("demo", relax + ['target.train.options={"alpha": -1}'])
+    with pytest.raises(ConfigError, match=r"\[attacks\].reference_recipe.options: 'relaxloss' does not take"):
+        load_preset("demo", relax + ['target.train.options={"alpha": 0.5}',
+                                     'attacks.reference_recipe={"options": {"epsilon": 1}}'])
+    assert load_preset("demo", relax + ['target.train.options={"alpha": 0.5}'])["target"]["train"]["options"] == \
+        {"alpha": 0.5}
+
+
 def test_dry_run_prints_the_work_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "never"
     assert main(["demo", "--dry-run", "--out", str(out)]) == 0

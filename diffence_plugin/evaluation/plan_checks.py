@@ -87,6 +87,25 @@ def check_recipe(where: str, recipe: dict, allowed: dict = RECIPE_KEYS) -> None:
             raise ConfigError(f"{where}.defense: unknown training defense {recipe['defense']!r}; choose from {training}")
 
 
+def check_trainer_options(where: str, recipe: dict) -> None:
+    """The recipe's training defense accepts its ``options`` (its constructor runs: it only stores and checks
+    them), so a wrong option stops the run before any training."""
+    from ..plugins import get_defenses
+
+    defense, options = recipe.get("defense", "none"), recipe.get("options", {})
+    entry = get_defenses().get(defense)
+    if entry is None:
+        return
+    try:
+        entry.factory(**options)
+    except TypeError as exc:
+        valid = sorted(p for p in inspect.signature(entry.factory).parameters if p != "self")
+        raise ConfigError(f"{where}.options: {defense!r} does not take {sorted(options)}: {exc}; valid options: "
+                          f"{valid}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{where}.options: {exc}") from exc
+
+
 def _check_target(target: dict) -> None:
     if "model" not in target:
         raise ConfigError("[target].model is required")
@@ -108,6 +127,7 @@ def _check_target(target: dict) -> None:
                           "'package.module:factory'")
     check_recipe("[target.train]", target["train"], {k: v for k, v in RECIPE_KEYS.items() if k not in ("model",
                                                                                                       "factory")})
+    check_trainer_options("[target.train]", target["train"])
 
 
 def _check_diffusion(diffusion: dict) -> None:
@@ -203,6 +223,9 @@ def _check_attacks(plan: dict) -> None:
     if attacks["augment"] and not attacks["references"]:
         raise ConfigError("[attacks].augment adds flipped queries to LiRA, which needs references > 0")
     check_recipe("[attacks].reference_recipe", attacks["reference_recipe"])
+    if attacks["reference_recipe"]:  # over the target's own recipe, as the references are trained
+        check_trainer_options("[attacks].reference_recipe", {**plan["target"].get("train", {}),
+                                                             **attacks["reference_recipe"]})
     recipe_model = attacks["reference_recipe"].get("model", plan["target"]["model"])
     if attacks["references"] and ":" in recipe_model and "factory" not in attacks["reference_recipe"]:
         raise ConfigError("[attacks].reference_recipe needs factory = 'pkg.mod:train' (train(x, y, seed) -> model) "
