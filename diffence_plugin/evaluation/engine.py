@@ -430,8 +430,8 @@ class AttackerDiffence:
             attacks, run = plan["attacks"], plan["run"]
             steps = attacks.get("attacker_ddpm_steps", plan["diffusion"]["steps"])
             public = plan["diffusion"]["data"] == "public"  # then it has the defender's data: it is public
-            pool = prep.split.public_data if public else prep.split.attacker_pool[: attacks.get("attacker_ddpm_records")
-                                                                                   or None]
+            pool = ddpm_records(plan, prep.split) if public else \
+                prep.split.attacker_pool[: attacks.get("attacker_ddpm_records") or None]
             limit = (defense.reconstructor.training or {}).get("max_timestep") or c.t
             where = "the public data" if public else "its pool"
             self.log(f"      the attacker's own DDPM: {steps} steps on {len(pool)} records of {where}, t <= {limit}")
@@ -568,7 +568,7 @@ def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attac
     if not len(prep.split.canary_members):
         return []
     split, seed = prep.split.canary_split(), plan["run"]["seed"]
-    kind = plan["roles"]["canary_kind"].replace("_", "-")
+    kind = {"flipped_labels": "flipped-label", "shuffled_pixels": "pixel-shuffled"}[plan["roles"]["canary_kind"]]
     with phase(f"[5/6] the canaries: {len(split.eval_members)} {kind} members and as many non-members",
                timings, "canaries_s", log):
         released, rows = defended.released[""], []
