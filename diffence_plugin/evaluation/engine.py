@@ -37,7 +37,7 @@ from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence
                        reference_candidates, shadow_pool, undefended_view)
 from .attacks import compare_to
 from .families import evaluate_defense, plan_families, selection_spread
-from .protocol import CANARY_ROLES, MembershipSplit, flip_labels, shuffle_pixels
+from .protocol import CANARY_ROLES, CANARY_WORDS, MembershipSplit, flip_labels, shuffle_pixels
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
 RESULTS_FORMAT = "diffence-results-v1"
@@ -568,7 +568,7 @@ def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attac
     if not len(prep.split.canary_members):
         return []
     split, seed = prep.split.canary_split(), plan["run"]["seed"]
-    kind = {"flipped_labels": "flipped-label", "shuffled_pixels": "pixel-shuffled"}[plan["roles"]["canary_kind"]]
+    kind = CANARY_WORDS[plan["roles"]["canary_kind"]]
     with phase(f"[5/6] the canaries: {len(split.eval_members)} {kind} members and as many non-members",
                timings, "canaries_s", log):
         released, rows = defended.released[""], []

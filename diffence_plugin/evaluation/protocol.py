@@ -16,6 +16,7 @@ ROLES = ("defender_members", "defender_nonmembers", "attacker_members", "attacke
 POPULATION = "population"  # the attacker's population records z (RMIA), released by the target like any query
 CANARY_ROLES = ("canary_members", "canary_nonmembers")  # audited apart: the worst case, not the average one
 CANARY_KINDS = ("flipped_labels", "shuffled_pixels")  # mislabelled records; out-of-distribution images
+CANARY_WORDS = {"flipped_labels": "flipped-label", "shuffled_pixels": "pixel-shuffled"}  # in logs and reports
 DIFFUSION_DATA = ("members", "public")  # what the DDPMs train on: the target's members, or ``public_data``
 
 
@@ -49,8 +50,8 @@ class MembershipSplit:
     def public_data(self) -> np.ndarray:
         """Every record that is no evaluation, canary or attacker record (known, population, pool): the
         defender's known records, the members in no other role and the ``public`` non-members, sorted. What
-        a diffusion model trained on "public" data sees (the paper's Table 5 stands in a CIFAR-10 model trained
-        on more images than the classifier); it never holds a record any figure is scored on."""
+        a diffusion model trained on "public" data sees (a stand-in for the paper's Table 5, a CIFAR-10 model
+        trained on more images than the classifier); it never holds a record any figure is scored on."""
         taken = np.concatenate([self.eval_members, self.eval_nonmembers, self.canaries, self.attacker_members,
                                 self.attacker_nonmembers, self.population, self.attacker_pool])
         mine = np.concatenate([self.members, self.defender_nonmembers, self.public])

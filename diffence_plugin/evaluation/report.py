@@ -23,6 +23,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from ..select import phi  # noqa: E402
 from .metrics import resolvable  # noqa: E402
+from .protocol import CANARY_WORDS  # noqa: E402
 
 
 def format_change(change: dict | None, empty: str = "-") -> str:
@@ -341,8 +342,8 @@ def canary_section(results: dict) -> str:
         return ""
     rows = {"rows": canaries["rows"]}
     shuffled = canaries.get("kind") == "shuffled_pixels"
-    kind, labels = (("pixel-shuffled (out-of-distribution)", "labels, which their shuffled images no longer show")
-                    if shuffled else ("flipped-label", "flipped labels"))
+    kind = CANARY_WORDS[canaries.get("kind", "flipped_labels")] + (" (out-of-distribution)" if shuffled else "")
+    labels = "labels, which their shuffled images no longer show" if shuffled else "flipped labels"
     return (f"<h2>The canaries: {canaries['members']} {kind} members and {canaries['nonmembers']} "
             "non-members</h2><p>The most vulnerable records stand-in (Aerni, Zhang &amp; Tramer, CCS 2024): the same "
             "attacks, fitted and chosen on the attacker's records, scored on the canaries alone. Their \"test acc\" is "
