@@ -16,8 +16,9 @@ nothing is recomputed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from diffence_plugin.evaluation.compare import load_results
 
 
 SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean"}
@@ -37,7 +38,7 @@ def points(name: str, results: dict) -> list[dict]:
     return out
 
 
-def plot(runs: dict[str, list[dict]], out: Path) -> None:
+def plot(runs: dict[str, list[dict]], out: Path, legend: str = "target trained with") -> None:
     """Two panels (LiRA AUC against test accuracy and against ECE); arrows from each run's undefended row."""
     import matplotlib
     matplotlib.use("Agg")
@@ -59,11 +60,11 @@ def plot(runs: dict[str, list[dict]], out: Path) -> None:
                 if p is not base:
                     ax.annotate("", (p[key], p["auc"]), (base[key], base["auc"]),
                                 arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.8})
-    axes[1].legend(title="target trained with", fontsize=8)
+    axes[1].legend(title=legend, fontsize=8)
     axes[0].set_xlabel("accuracy (evaluation non-members)")
     axes[1].set_xlabel("ECE of the released vectors (evaluation non-members)")
     axes[0].set_ylabel("LiRA AUC (95% CI)")
-    fig.suptitle("privacy against utility: each training setup alone (square) and with each output defense")
+    fig.suptitle("privacy against utility: each run's target alone (square) and with each output defense")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -73,14 +74,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=RESULTS", help="a name and an engine run's results.json")
     parser.add_argument("--out", default="docs/privacy_utility.png")
+    parser.add_argument("--legend", default="target trained with", help="what the run names stand for")
     args = parser.parse_args()
     runs = {}
     for item in args.runs:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"{item!r}: expected NAME=path/to/results.json")
-        runs[name] = points(name, json.loads(Path(path).read_text()))
-    plot(runs, Path(args.out))
+        try:
+            runs[name] = points(name, load_results(path))
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"{name}: {exc}") from exc
+    plot(runs, Path(args.out), args.legend)
     for name, pts in runs.items():
         for p in pts:
             print(f"{name:>12} {p['defense']:<12} accuracy {p['accuracy']:.3f}  ECE {p['ece']:.3f}  LiRA AUC "

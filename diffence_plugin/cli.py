@@ -1,4 +1,4 @@
-"""Command line: ``diffence demo | evaluate | train-diffusion | train-target | reproduce | plugins``.
+"""Command line: ``diffence demo | evaluate | train-diffusion | train-target | reproduce | compare | plugins``.
 
 Every argument is validated before any work starts. Exit codes: 0 success, 2 usage errors (a bad argument,
 a refused output folder), 1 anything else (bad data, a failed run, Ctrl-C). Output folders must be empty
@@ -353,6 +353,20 @@ def _reproduce(args: argparse.Namespace) -> int:
     return _run_plan(plan, args)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Run B's rows against run A's on the same evaluation records, with paired intervals."""
+    from .evaluation.compare import compare_results, format_comparison, load_results
+
+    comparison = compare_results(load_results(args.a), load_results(args.b), seed=args.seed)
+    print(format_comparison(comparison, (args.a, args.b)))
+    if args.json:
+        target = Path(args.json)
+        if target.exists() and not args.overwrite:
+            raise UsageError(f"--json file {str(target)!r} exists; pass --overwrite to replace it")
+        target.write_text(json.dumps(comparison, indent=2))
+    return 0
+
+
 def _options_of(factory) -> str:
     """A factory's keyword options with their defaults, as ``diffence plugins`` lists them."""
     import inspect
@@ -567,6 +581,18 @@ def _add_reproduce(sub) -> None:
     rep.set_defaults(func=_reproduce)
 
 
+def _add_compare(sub) -> None:
+    cmp = _command(sub, "compare", "two audits of the same evaluation records, row by row: B's change from A in the "
+                   "chosen attack's and LiRA's AUC and LiRA's TPR at 1% FPR, with paired bootstrap intervals",
+                   "diffence compare runs/reproduce-public-members runs/reproduce-public")
+    cmp.add_argument("a", help="run A's folder (or its results.json): the baseline")
+    cmp.add_argument("b", help="run B's folder (or its results.json)")
+    cmp.add_argument("--json", default=None, help="also write the comparison to this JSON file")
+    cmp.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    cmp.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    cmp.set_defaults(func=_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffence", formatter_class=_Help,
                                      description="Diffence: a diffusion-based defense against membership inference, "
@@ -574,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="example:\n  diffence demo\n  diffence evaluate examples/audit-digits.toml")
     parser.add_argument("--version", action="version", version=f"diffence-plugin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_evaluate, _add_train_diffusion, _add_train_target, _add_reproduce, _add_plugins):
+    for add in (_add_demo, _add_evaluate, _add_train_diffusion, _add_train_target, _add_reproduce, _add_compare,
+                _add_plugins):
         add(sub)
     return parser
 

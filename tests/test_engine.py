@@ -94,6 +94,53 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
     assert [d["options"] for d in again["defenses"]] == [d["options"] for d in record["defenses"]]
 
 
+def test_compare_pairs_two_runs_of_the_same_records(demo_twice, tmp_path, capsys):
+    from diffence_plugin.evaluation.compare import compare_results, load_results
+
+    first, second = (load_results(r.out) for r in demo_twice)
+    assert first["records"]["evaluation"] == second["records"]["evaluation"]
+    same = compare_results(first, second, bootstrap=200)
+    assert [r["defense"] for r in same["rows"]] == [r["defense"] for r in first["rows"]]
+    for row in same["rows"]:  # the same releases: no change, and no interval around it
+        assert row["best"]["auc_change"] == 0 and row["best"]["ci"] == [0, 0]
+        assert row["lira"]["auc_change"] == 0 and row["lira"]["ci"] == [0, 0]
+    # B's chosen attack with every score negated ranks the records backwards: AUC 1 - a, a change of 1 - 2a
+    flipped = json.loads(json.dumps(second))
+    row = flipped["rows"][0]
+    entry = next(a for a in row["attacks"] if a["attack"] == row["best"]["attack"])
+    entry["member_scores"] = [-v for v in entry["member_scores"]]
+    entry["nonmember_scores"] = [-v for v in entry["nonmember_scores"]]
+    entry["auc"] = 1 - entry["auc"]
+    change = compare_results(first, flipped, bootstrap=200)["rows"][0]["best"]
+    assert change["auc_change"] == pytest.approx(1 - 2 * row["best"]["auc"], abs=1e-9)
+    assert change["ci"][0] <= change["auc_change"] <= change["ci"][1]
+    # the command line prints the table
+    assert main(["compare", str(demo_twice[0].out), str(demo_twice[1].out), "--json", str(tmp_path / "c.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| undefended |" in table and "+0.000 [+0.000, +0.000]" in table
+    assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["defense"] == "undefended"
+
+
+def test_compare_refuses_runs_of_other_records_and_files_that_are_no_results(demo_twice, tmp_path, capsys):
+    from diffence_plugin.evaluation.compare import compare_results, load_results
+
+    first = load_results(demo_twice[0].out)
+    other = json.loads(json.dumps(first))
+    other["records"]["evaluation"] = "0" * 16
+    with pytest.raises(ValueError, match="different evaluation records"):
+        compare_results(first, other)
+    for run in (first, other):  # results without a digest: the split sections of the plans must agree
+        run.pop("records")
+    other["plan"]["roles"]["seed"] = 7
+    with pytest.raises(ValueError, match="roles differ"):
+        compare_results(first, other)
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something-else", "rows": []}))
+    for path in ("bad.json", "other.json", "missing.json"):
+        assert main(["compare", str(demo_twice[0].out), str(tmp_path / path)]) == 1
+        assert path in capsys.readouterr().err
+
+
 def _cifar_files(folder: Path) -> None:
     """The CIFAR-format files the frozen CPU rows were made with (a fresh generator of seed 0)."""
     from .test_datasets import write_npz

@@ -36,11 +36,10 @@ from .stages import Stages, claim_folder, make_folder, stage_key
 from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence_view, post_view,
                        reference_candidates, shadow_pool, undefended_view)
 from .attacks import compare_to
+from .compare import RESULTS_FORMAT, records_digest
 from .families import evaluate_defense, plan_families, selection_spread
 from .protocol import CANARY_ROLES, CANARY_WORDS, MembershipSplit, flip_labels, shuffle_pixels
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
-
-RESULTS_FORMAT = "diffence-results-v1"
 
 
 @dataclass
@@ -690,6 +689,7 @@ def write_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, 
                    if d.diffence is not None and d.diffence.calibration is not None}
     results = {"format": RESULTS_FORMAT, "settings": settings_summary(plan, defended), "plan": shareable(plan),
                "target_accuracy": prep.target_accuracy, "training": {**prep.training, **armed.training},
+               "records": {"evaluation": records_digest(prep.split.eval_members, prep.split.eval_nonmembers)},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                **({"defense_seeds": noise} if noise else {}),
                **({"canaries": {"kind": plan["roles"]["canary_kind"], "members": len(prep.split.canary_members),
