@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import BOOTSTRAP, AttackResult, auc_difference, tpr_difference
+from .metrics import BOOTSTRAP, AttackResult, auc_difference, format_change, tpr_difference
 
 RESULTS_FORMAT = "diffence-results-v1"
 SPLIT_SECTIONS = ("data", "members", "roles")  # what fixes the evaluation records, for results without a digest
@@ -109,13 +109,6 @@ def compare_results(a: dict, b: dict, *, bootstrap: int = BOOTSTRAP, seed: int =
     return out
 
 
-def _change(entry: dict | None, key: str = "auc_change", ci: str = "ci") -> str:
-    if not entry or entry.get(key) is None:
-        return "-"
-    lo, hi = entry[ci]
-    return f"{entry[key]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-
-
 def _pair(values: list, fmt: str = "{:.4f}") -> str:
     return " / ".join("-" if v is None else fmt.format(v) for v in values)
 
@@ -133,8 +126,8 @@ def format_comparison(comparison: dict, names: tuple[str, str] = ("A", "B")) -> 
             nll = [u and u.get("nll") for u in r["utility"]]
             label = r["defense"] if section == "rows" else f"canaries: {r['defense']}"
             lines.append(f"| {label} | {_pair(r['test_accuracy'])} | {_pair(r['labels_kept'])} | "
-                         f"{_pair(r.get('best', {}).get('auc', [None, None]), '{:.3f}')} | {_change(r.get('best'))} | "
-                         f"{_pair(r.get('lira', {}).get('auc', [None, None]), '{:.3f}')} | {_change(r.get('lira'))} | "
-                         f"{_change(r.get('lira'), 'tpr@0.01_change', 'tpr_ci')} | {_pair(ece, '{:.3f}')} | "
+                         f"{_pair(r.get('best', {}).get('auc', [None, None]), '{:.3f}')} | {format_change(r.get('best'))} | "
+                         f"{_pair(r.get('lira', {}).get('auc', [None, None]), '{:.3f}')} | {format_change(r.get('lira'))} | "
+                         f"{format_change(r.get('lira'), key='tpr@0.01_change', ci='tpr_ci')} | {_pair(ece, '{:.3f}')} | "
                          f"{_pair(nll, '{:.3f}')} |")
     return "\n".join(lines)

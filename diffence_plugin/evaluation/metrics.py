@@ -198,6 +198,14 @@ def tpr_difference(after: AttackResult, before: AttackResult, level: float = 0.0
     return float(point[0]), _interval(diff)
 
 
+def format_change(change: dict | None, empty: str = "-", key: str = "auc_change", ci: str = "ci") -> str:
+    """A change with its 95% interval, as the tables print it: "-0.020 [-0.027, -0.013]"; ``key`` and ``ci``
+    name another change of the same entry (e.g. "tpr@0.01_change" and "tpr_ci")."""
+    if not change or change.get(key) is None:
+        return empty
+    return f"{change[key]:+.3f} [{change[ci][0]:+.3f}, {change[ci][1]:+.3f}]"
+
+
 def fit_threshold(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """Threshold (member when score >= threshold) that maximises balanced accuracy on known records."""
     m, n = _check_scores(member_scores, nonmember_scores)

@@ -22,15 +22,8 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from ..select import phi  # noqa: E402
-from .metrics import resolvable  # noqa: E402
+from .metrics import format_change, resolvable  # noqa: E402
 from .protocol import CANARY_WORDS  # noqa: E402
-
-
-def format_change(change: dict | None, empty: str = "-") -> str:
-    """An AUC change with its 95% interval, as the tables print it: "-0.020 [-0.027, -0.013]"."""
-    if not change:
-        return empty
-    return f"{change['auc_change']:+.3f} [{change['ci'][0]:+.3f}, {change['ci'][1]:+.3f}]"
 
 
 def machine() -> dict:
@@ -142,15 +135,9 @@ def format_change_table(results: dict) -> str:
             d = spread.get(key)
             return f"{d['mean']:.3f} ± {d['sd']:.3f} ({d['draws']})" if d else "-"
 
-        def tpr():
-            c = change.get("lira") or {}
-            if "tpr@0.01_change" not in c:
-                return "-"
-            return f"{c['tpr@0.01_change']:+.3f} [{c['tpr_ci'][0]:+.3f}, {c['tpr_ci'][1]:+.3f}]"
-
         aware = {True: "defense-aware", False: "defense-unaware", None: "-"}[r.get("reference_aware")]
         lines.append(f"| {r['defense']} | {format_change(change.get('best'))} | {format_change(change.get('lira'))} | "
-                     f"{tpr()} | {draws('best_auc')} | "
+                     f"{format_change(change.get('lira'), key='tpr@0.01_change', ci='tpr_ci')} | {draws('best_auc')} | "
                      f"{draws('lira_auc')} | {aware} |")
     return "\n".join(lines)
 
@@ -198,9 +185,7 @@ def format_seed_table(results: dict) -> str:
              "| LiRA TPR@1%FPR change [95% CI] |", "|---|---|---|---|---|---|---|"]
     for name, draws in noise["rows"].items():
         for d in draws:
-            lira = d["change"].get("lira") or {}
-            tpr = (f"{lira['tpr@0.01_change']:+.3f} [{lira['tpr_ci'][0]:+.3f}, {lira['tpr_ci'][1]:+.3f}]"
-                   if "tpr@0.01_change" in lira else "-")
+            tpr = format_change(d["change"].get("lira"), key="tpr@0.01_change", ci="tpr_ci")
             lines.append(f"| {name} | {d['draw']} | {d['t']} | {d['best_attack']} | "
                          f"{format_change(d['change'].get('best'))} | {format_change(d['change'].get('lira'))} | {tpr} |")
         summary = noise["summary"][name]
