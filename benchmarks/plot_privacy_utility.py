@@ -3,14 +3,15 @@ AUC (with its 95% CI) against accuracy (on the evaluation non-members, the row's
 with an arrow from each run's target alone (its ``undefended`` row: the training defense, or none) to the same
 target with each output defense (Diffence scenarios, labels only, MemGuard).
 
-    diffence reproduce cifar10 --preset canaries --data ../shared/data/cifar10 --out runs/reproduce-canaries
-    diffence reproduce cifar10 --preset canaries --data ../shared/data/cifar10 --out runs/reproduce-canaries-relaxloss \
+    diffence reproduce cifar10 --preset stacking --data ../shared/data/cifar10 --out runs/reproduce-stacking
+    diffence reproduce cifar10 --preset stacking --data ../shared/data/cifar10 --out runs/reproduce-stacking-relaxloss \
         --set 'target.train.defense="relaxloss"' --set 'target.train.options={"alpha": 0.5}'
-    python benchmarks/plot_privacy_utility.py none=runs/reproduce-canaries/results.json \
-        relaxloss=runs/reproduce-canaries-relaxloss/results.json --out docs/privacy_utility.png
+    python benchmarks/plot_privacy_utility.py none=runs/reproduce-stacking/results.json \
+        relaxloss=runs/reproduce-stacking-relaxloss/results.json --out docs/figures/stacking_privacy_utility.png
 
 Each run is named on the command line (``name=path``); the figures are read from the runs' ``results.json``,
-nothing is recomputed.
+nothing is recomputed. ``--table`` also prints them as one markdown table, each row's changes paired against
+its own run's undefended row (``diffence compare`` pairs rows across runs).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import argparse
 from pathlib import Path
 
 from diffence_plugin.evaluation.compare import load_results
+from diffence_plugin.evaluation.metrics import format_change
 
 
-SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean"}
+SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean",
+         "memguard": "MG", "diffence+memguard": "S1+MG"}
 
 
 def points(name: str, results: dict) -> list[dict]:
@@ -41,6 +44,7 @@ def points(name: str, results: dict) -> list[dict]:
 def plot(runs: dict[str, list[dict]], out: Path, legend: str = "target trained with") -> None:
     """Two panels (LiRA AUC against test accuracy and against ECE); arrows from each run's undefended row."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -61,6 +65,7 @@ def plot(runs: dict[str, list[dict]], out: Path, legend: str = "target trained w
                     ax.annotate("", (p[key], p["auc"]), (base[key], base["auc"]),
                                 arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.8})
     axes[1].legend(title=legend, fontsize=8)
+    axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     axes[0].set_xlabel("accuracy (evaluation non-members)")
     axes[1].set_xlabel("ECE of the released vectors (evaluation non-members)")
     axes[0].set_ylabel("LiRA AUC (95% CI)")
@@ -70,22 +75,53 @@ def plot(runs: dict[str, list[dict]], out: Path, legend: str = "target trained w
     fig.savefig(out, dpi=120)
 
 
+def _ci(value: float, ci: list, scale: float = 1.0, fmt: str = "{:.3f}", unit: str = "") -> str:
+    return f"{fmt.format(value * scale)}{unit} [{fmt.format(ci[0] * scale)}, {fmt.format(ci[1] * scale)}]"
+
+
+def table(runs: dict[str, dict]) -> str:
+    """One markdown row per audited row of every run: accuracy, the chosen attack's and LiRA's AUC, LiRA's TPR
+    at 1% FPR, ECE and NLL on evaluation non-members, and the paired changes from the run's undefended row."""
+    lines = ["| target trained with | rows | accuracy | chosen attack | chosen AUC [95% CI] | LiRA AUC [95% CI] | "
+             "LiRA TPR@1%FPR [95% CI] | chosen AUC change [95% CI] | LiRA AUC change [95% CI] | "
+             "LiRA TPR@1%FPR change (fraction) [95% CI] | ECE | NLL |", "|" + "---|" * 12]
+    for name, results in runs.items():
+        for row in results["rows"]:
+            best, lira = row.get("best"), row.get("lira")
+            utility, change = (row.get("utility") or {}).get("nonmembers") or {}, row.get("change") or {}
+            if not best or not lira:
+                continue
+            cells = [name, "alone" if row["defense"] == "undefended" else f"+ {row['defense']}",
+                     f"{row['test_accuracy']:.4f}", best["attack"], _ci(best["auc"], best["ci"]["auc"]),
+                     _ci(lira["auc"], lira["ci"]["auc"]),
+                     _ci(lira["tpr"]["0.01"], lira["ci"]["tpr@0.01"], 100, "{:.1f}", "%"),
+                     format_change(change.get("best")), format_change(change.get("lira")),
+                     format_change(change.get("lira"), key="tpr@0.01_change", ci="tpr_ci"),
+                     f"{utility['ece']:.3f}" if utility else "-", f"{utility['nll']:.3f}" if utility else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=RESULTS", help="a name and an engine run's results.json")
     parser.add_argument("--out", default="docs/privacy_utility.png")
     parser.add_argument("--legend", default="target trained with", help="what the run names stand for")
+    parser.add_argument("--table", action="store_true", help="also print every row as one markdown table")
     args = parser.parse_args()
-    runs = {}
+    runs, loaded = {}, {}
     for item in args.runs:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"{item!r}: expected NAME=path/to/results.json")
         try:
-            runs[name] = points(name, load_results(path))
+            loaded[name] = load_results(path)
+            runs[name] = points(name, loaded[name])
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"{name}: {exc}") from exc
     plot(runs, Path(args.out), args.legend)
+    if args.table:
+        print(table(loaded) + "\n")
     for name, pts in runs.items():
         for p in pts:
             print(f"{name:>12} {p['defense']:<12} accuracy {p['accuracy']:.3f}  ECE {p['ece']:.3f}  LiRA AUC "

@@ -357,7 +357,7 @@ def _compare(args: argparse.Namespace) -> int:
     """Run B's rows against run A's on the same evaluation records, with paired intervals."""
     from .evaluation.compare import compare_results, format_comparison, load_results
 
-    comparison = compare_results(load_results(args.a), load_results(args.b), seed=args.seed)
+    comparison = compare_results(load_results(args.a), load_results(args.b), rows=args.rows, seed=args.seed)
     print(format_comparison(comparison, (args.a, args.b)))
     if args.json:
         target = Path(args.json)
@@ -559,11 +559,12 @@ def _add_reproduce(sub) -> None:
                    "diffence reproduce cifar10 --preset cpu --data ../shared/data/cifar10 --out runs/reproduce-cpu")
     rep.add_argument("dataset", choices=("cifar10", "cifar100", "svhn"), help="the dataset")
     rep.add_argument("--data", required=True, help="folder with the dataset's files (see diffence_plugin.data.datasets)")
-    rep.add_argument("--preset", choices=("gpu", "cpu", "frontier", "canaries", "public"), default="gpu",
+    rep.add_argument("--preset", choices=("gpu", "cpu", "frontier", "canaries", "public", "stacking"), default="gpu",
                      help="the plan: presets/cifar10-gpu.toml (the paper's sizes), presets/cifar10-cpu.toml, "
                      "presets/cifar10-frontier.toml (the CPU preset at three reconstruction costs), "
-                     "presets/cifar10-canaries.toml (the CPU preset with flipped-label canaries) or "
-                     "presets/cifar10-public.toml (the CPU preset with its DDPMs trained on public data)")
+                     "presets/cifar10-canaries.toml (the CPU preset with flipped-label canaries), "
+                     "presets/cifar10-public.toml (the CPU preset with its DDPMs trained on public data) or "
+                     "presets/cifar10-stacking.toml (Diffence with a training defense and MemGuard)")
     for flag, what in (("members", "target training records"), ("calibration", "defender's known members and "
                        "non-members each"), ("attacker", "attacker's known members and non-members each"),
                        ("evaluation", "held-out members and non-members each"), ("epochs", "target training epochs"),
@@ -587,6 +588,9 @@ def _add_compare(sub) -> None:
                    "diffence compare runs/reproduce-public-members runs/reproduce-public")
     cmp.add_argument("a", help="run A's folder (or its results.json): the baseline")
     cmp.add_argument("b", help="run B's folder (or its results.json)")
+    cmp.add_argument("--rows", nargs=2, metavar=("ROW_A", "ROW_B"), default=None,
+                     help="pair only row ROW_A of A with row ROW_B of B (A and B may be the same run), e.g. "
+                     "memguard diffence+memguard")
     cmp.add_argument("--json", default=None, help="also write the comparison to this JSON file")
     cmp.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     cmp.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

@@ -242,6 +242,43 @@ def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_siz
     assert results["training"]["target"]["recipe"]["defense"] == "relaxloss"
 
 
+
+def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_defense_under_memguard(tmp_path):
+    """presets/cifar10-stacking.toml is the public preset's members-only comparison (same roles, members, target
+    recipe, attacks and DDPMs on members) with the rows Scenario 1, MemGuard alone, MemGuard after Scenario 1
+    and labels only; at toy size, with AdvReg as the training defense (the attacker's references trained with it
+    too), every row is defense-aware and keeps the labels."""
+    import json
+
+    from diffence_plugin.evaluation.engine import run_plan
+    from diffence_plugin.evaluation.plan import load_preset
+
+    write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
+    write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
+    folder = [f"data.folder={json.dumps(str(tmp_path))}"]
+    public = load_preset("cifar10-public", folder + ['diffusion.data="members"'])
+    stacking = load_preset("cifar10-stacking", folder)
+    for section in ("data", "members", "roles", "target", "attacks", "diffusion"):
+        assert stacking[section] == public[section], section
+    assert [d["label"] for d in stacking["defenses"]] == ["scenario_1", "memguard", "diffence+memguard",
+                                                          "labels_only"]
+    s1, stacked = stacking["defenses"][0]["options"]["diffence"], stacking["defenses"][2]["options"]["diffence"]
+    assert s1 == stacked == public["defenses"][0]["options"]["diffence"]
+
+    plan = load_preset("cifar10-stacking", folder + [
+        "members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
+        "roles.public=150", "target.train.epochs=1", 'target.train.defense="advreg"', "target.train.options={}",
+        "diffusion.steps=3", "diffusion.batch_size=8", "diffusion.width=8", "attacks.references=2",
+        "attacks.selection_draws=2", 'attacks.art=["bb_rf"]', "attacks.attacker_ddpm_records=60",
+        "run.progress=false", "run.bootstrap=50", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    results = run_plan(plan, log=lambda *a: None).results
+    rows = {r["defense"]: r for r in results["rows"]}
+    assert list(rows) == ["undefended", "scenario_1", "memguard", "diffence+memguard", "labels_only"]
+    assert all(rows[k]["reference_aware"] and rows[k]["labels_kept"] == 1.0 for k in list(rows)[1:])
+    assert set(rows["diffence+memguard"]["change"]["lira"]) >= {"auc_change", "ci"}
+    assert results["training"]["target"]["recipe"]["defense"] == "advreg"
+    assert results["training"]["defender_ddpm"]["data"] == "members"
+
 def test_on_device_keeps_the_models_answers():
     """OnDevice (the GPU preset's wrapper) in channels-last on a CPU gives the plain model's logits, on the input's
     device; bf16 on a CPU is refused."""

@@ -72,7 +72,7 @@ def test_the_pipeline_steps_sit_at_the_top_of_the_package():
     for wing in ("defenses", "plugins", "evaluation", "data", "diffusion"):
         assert (PACKAGE / wing / "__init__.py").is_file(), wing
     for preset in ("demo", "cifar10-cpu", "cifar10-gpu", "cifar10-frontier", "cifar10-canaries",
-                   "cifar10-public"):  # presets are data, not drivers
+                   "cifar10-public", "cifar10-stacking"):  # presets are data, not drivers
         assert (PACKAGE / "presets" / f"{preset}.toml").is_file(), preset
 
 

@@ -94,16 +94,29 @@ def compare_rows(row_a: dict, row_b: dict, *, bootstrap: int = BOOTSTRAP, seed: 
     return out
 
 
-def compare_results(a: dict, b: dict, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
-    """Every row (and canary row) both runs have, B against A, after checking they score the same records."""
+def compare_results(a: dict, b: dict, *, rows: tuple[str, str] | None = None, bootstrap: int = BOOTSTRAP,
+                    seed: int = 0) -> dict:
+    """Every row (and canary row) both runs have, B against A, after checking they score the same records.
+
+    ``rows = (row_a, row_b)`` pairs one named row of A with one named row of B instead, e.g. MemGuard alone
+    against MemGuard after Diffence in the same run (A and B may be one results.json)."""
     how = same_records(a, b)
     out: dict = {"same_records": how, "rows": [], "canaries": []}
     for section, get in (("rows", lambda r: r.get("rows", [])),
                          ("canaries", lambda r: (r.get("canaries") or {}).get("rows", []))):
-        rows_b = {r["defense"]: r for r in get(b)}
-        for row in get(a):
-            if row["defense"] in rows_b:
-                out[section].append(compare_rows(row, rows_b[row["defense"]], bootstrap=bootstrap, seed=seed))
+        rows_a, rows_b = ({r["defense"]: r for r in get(run)} for run in (a, b))
+        if rows is None:
+            pairs = [(name, name) for name in rows_a if name in rows_b]
+        else:
+            missing = [f"{which} has no row {name!r} (it has {', '.join(have) or 'none'})"
+                       for which, name, have in (("A", rows[0], rows_a), ("B", rows[1], rows_b)) if name not in have]
+            if missing and section == "rows":
+                raise ValueError("; ".join(missing))
+            pairs = [] if missing else [rows]
+        for name_a, name_b in pairs:
+            pair = compare_rows(rows_a[name_a], rows_b[name_b], bootstrap=bootstrap, seed=seed)
+            pair["defense"] = name_a if name_a == name_b else f"{name_a} -> {name_b}"
+            out[section].append(pair)
     if not out["rows"]:
         raise ValueError("the two runs have no row (defense label) in common")
     return out
