@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -438,6 +439,7 @@ def _log_to_stderr() -> None:
         handler.diffence_cli = True
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # shown here already; a root handler (opacus calls basicConfig) would repeat each line
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -631,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"diffence {args.command}"
+    library_log = logging.getLogger("diffence_plugin")
+    propagate = library_log.propagate  # _log_to_stderr turns it off for the command; callers get it back
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line(set())
@@ -649,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    finally:
+        library_log.propagate = propagate
 
 
 if __name__ == "__main__":
