@@ -21,6 +21,7 @@ from pathlib import Path
 
 from diffence_plugin.evaluation.compare import load_results
 from diffence_plugin.evaluation.metrics import format_change
+from diffence_plugin.evaluation.report import format_auc, format_tpr
 
 
 SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean",
@@ -75,10 +76,6 @@ def plot(runs: dict[str, list[dict]], out: Path, legend: str = "target trained w
     fig.savefig(out, dpi=120)
 
 
-def _ci(value: float, ci: list, scale: float = 1.0, fmt: str = "{:.3f}", unit: str = "") -> str:
-    return f"{fmt.format(value * scale)}{unit} [{fmt.format(ci[0] * scale)}, {fmt.format(ci[1] * scale)}]"
-
-
 def table(runs: dict[str, dict]) -> str:
     """One markdown row per audited row of every run: accuracy, the chosen attack's and LiRA's AUC, LiRA's TPR
     at 1% FPR, ECE and NLL on evaluation non-members, and the paired changes from the run's undefended row."""
@@ -92,9 +89,8 @@ def table(runs: dict[str, dict]) -> str:
             if not best or not lira:
                 continue
             cells = [name, "alone" if row["defense"] == "undefended" else f"+ {row['defense']}",
-                     f"{row['test_accuracy']:.4f}", best["attack"], _ci(best["auc"], best["ci"]["auc"]),
-                     _ci(lira["auc"], lira["ci"]["auc"]),
-                     _ci(lira["tpr"]["0.01"], lira["ci"]["tpr@0.01"], 100, "{:.1f}", "%"),
+                     f"{row['test_accuracy']:.4f}", best["attack"], format_auc(best), format_auc(lira),
+                     format_tpr(lira),
                      format_change(change.get("best")), format_change(change.get("lira")),
                      format_change(change.get("lira"), key="tpr@0.01_change", ci="tpr_ci"),
                      f"{utility['ece']:.3f}" if utility else "-", f"{utility['nll']:.3f}" if utility else "-"]

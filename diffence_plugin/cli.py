@@ -358,7 +358,8 @@ def _compare(args: argparse.Namespace) -> int:
     """Run B's rows against run A's on the same evaluation records, with paired intervals."""
     from .evaluation.compare import compare_results, format_comparison, load_results
 
-    comparison = compare_results(load_results(args.a), load_results(args.b), rows=args.rows, seed=args.seed)
+    comparison = compare_results(load_results(args.a), load_results(args.b), rows=tuple(args.rows) if args.rows else None,
+                                 seed=args.seed)
     print(format_comparison(comparison, (args.a, args.b)))
     if args.json:
         target = Path(args.json)

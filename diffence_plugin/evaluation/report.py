@@ -87,13 +87,15 @@ def _ci(ci, pct: bool = False) -> str:
     return f" [{100 * low:.1f}, {100 * high:.1f}]" if pct else f" [{low:.3f}, {high:.3f}]"
 
 
-def _auc(result: dict | None) -> str:
+def format_auc(result: dict | None) -> str:
+    """An attack's AUC with its 95% interval, as the tables print it: "0.866 [0.858, 0.874]"."""
     if result is None:
         return "-"
     return f"{result['auc']:.3f}{_ci(result['ci'].get('auc'))}"
 
 
-def _tpr(result: dict | None, level: str = "0.01") -> str:
+def format_tpr(result: dict | None, level: str = "0.01") -> str:
+    """An attack's TPR at FPR ``level`` with its interval, in percent: "18.2% [15.5, 20.8]"."""
     if result is None:
         return "-"
     return _pct(result["tpr"].get(level)) + _ci(result["ci"].get(f"tpr@{level}"), pct=True)
@@ -112,10 +114,10 @@ def format_table(results: dict) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         b = r["best"]
-        cells = [r["defense"], f"{r['test_accuracy']:.4f}", f"{100 * r['labels_kept']:.1f}%", b["attack"], _auc(b),
-                 _tpr(b), _auc(r.get("lira")), _tpr(r.get("lira")),
-                 *([_tpr(b, "0.001"), _tpr(r.get("lira"), "0.001")] if fine else []),
-                 _auc(r.get("rmia")), _auc(r.get("correctness"))]
+        cells = [r["defense"], f"{r['test_accuracy']:.4f}", f"{100 * r['labels_kept']:.1f}%", b["attack"],
+                 format_auc(b), format_tpr(b), format_auc(r.get("lira")), format_tpr(r.get("lira")),
+                 *([format_tpr(b, "0.001"), format_tpr(r.get("lira"), "0.001")] if fine else []),
+                 format_auc(r.get("rmia")), format_auc(r.get("correctness"))]
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"TPR at 0.1% FPR rests on {round(0.001 * nonmembers)} false positives" if fine
             else "TPR at 0.1% FPR is n/a")
