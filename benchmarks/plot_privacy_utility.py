@@ -25,7 +25,8 @@ from diffence_plugin.evaluation.report import format_auc, format_tpr
 
 
 SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean",
-         "memguard": "MG", "diffence+memguard": "S1+MG"}
+         "memguard": "MG", "diffence+memguard": "S1+MG", "hamp_output": "HO",
+         "diffence+hamp_output": "S1+HO"}
 
 
 def points(name: str, results: dict) -> list[dict]:

@@ -243,11 +243,12 @@ def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_siz
 
 
 
-def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_defense_under_memguard(tmp_path):
+def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_defense_under_each_output_defense(
+        tmp_path):
     """presets/cifar10-stacking.toml is the public preset's members-only comparison (same roles, members, target
-    recipe, attacks and DDPMs on members) with the rows Scenario 1, MemGuard alone, MemGuard after Scenario 1
-    and labels only; at toy size, with AdvReg as the training defense (the attacker's references trained with it
-    too), every row is defense-aware and keeps the labels."""
+    recipe, attacks and DDPMs on members) with the rows Scenario 1, MemGuard and HAMP's output modification
+    each alone and after Scenario 1, and labels only; at toy size, with AdvReg as the training defense (the
+    attacker's references trained with it too), every row is defense-aware and keeps the labels."""
     import json
 
     from diffence_plugin.evaluation.engine import run_plan
@@ -261,9 +262,10 @@ def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_
     for section in ("data", "members", "roles", "target", "attacks", "diffusion"):
         assert stacking[section] == public[section], section
     assert [d["label"] for d in stacking["defenses"]] == ["scenario_1", "memguard", "diffence+memguard",
-                                                          "labels_only"]
-    s1, stacked = stacking["defenses"][0]["options"]["diffence"], stacking["defenses"][2]["options"]["diffence"]
-    assert s1 == stacked == public["defenses"][0]["options"]["diffence"]
+                                                          "hamp_output", "diffence+hamp_output", "labels_only"]
+    s1 = stacking["defenses"][0]["options"]["diffence"]
+    assert s1 == public["defenses"][0]["options"]["diffence"]
+    assert all(stacking["defenses"][i]["options"]["diffence"] == s1 for i in (2, 4))
 
     plan = load_preset("cifar10-stacking", folder + [
         "members.count=60", "roles.defender=10", "roles.attacker=10", "roles.evaluation=20", "roles.population=20",
@@ -273,9 +275,11 @@ def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_
         "run.progress=false", "run.bootstrap=50", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
     results = run_plan(plan, log=lambda *a: None).results
     rows = {r["defense"]: r for r in results["rows"]}
-    assert list(rows) == ["undefended", "scenario_1", "memguard", "diffence+memguard", "labels_only"]
+    assert list(rows) == ["undefended", "scenario_1", "memguard", "diffence+memguard", "hamp_output",
+                          "diffence+hamp_output", "labels_only"]
     assert all(rows[k]["reference_aware"] and rows[k]["labels_kept"] == 1.0 for k in list(rows)[1:])
-    assert set(rows["diffence+memguard"]["change"]["lira"]) >= {"auc_change", "ci"}
+    for k in ("diffence+memguard", "diffence+hamp_output"):
+        assert set(rows[k]["change"]["lira"]) >= {"auc_change", "ci"}
     assert results["training"]["target"]["recipe"]["defense"] == "advreg"
     assert results["training"]["defender_ddpm"]["data"] == "members"
 
