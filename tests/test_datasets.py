@@ -282,6 +282,11 @@ def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_
         assert set(rows[k]["change"]["lira"]) >= {"auc_change", "ci"}
     assert results["training"]["target"]["recipe"]["defense"] == "advreg"
     assert results["training"]["defender_ddpm"]["data"] == "members"
+    # HAMP's output keeps every label: LiRA on its labels is labels only's LiRA, so it never reports below it
+    floor = {a["attack"]: a["auc"] for a in rows["labels_only"]["attacks"] if a["attack"].startswith("lira_")}
+    for k in ("hamp_output", "diffence+hamp_output"):
+        labels = {a["attack"][len("labels_"):]: a["auc"] for a in rows[k]["attacks"] if a["attack"].startswith("labels_")}
+        assert labels == floor, k
 
 def test_on_device_keeps_the_models_answers():
     """OnDevice (the GPU preset's wrapper) in channels-last on a CPU gives the plain model's logits, on the input's

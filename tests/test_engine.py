@@ -43,6 +43,9 @@ SCORING_ABS, TRAINED_ABS = 0.005, 0.1
 # gradient search fits 20 reconstructed outputs whose last bits differ, and its branches turn on them. Its
 # name, labels, accuracy and awareness are still checked exactly, and a rerun on one host is (the test below).
 HOST_SENSITIVE = {"diffence+memguard"}
+# The former drivers had no LiRA on the labels (``[attacks].labels``, added after them): the equivalence runs
+# turn it off, so each row's attacks, chosen attack and spread are the ones they had.
+FORMER = ["attacks.labels=false"]
 
 
 def assert_rows_equal(rows: list[dict], frozen: list[dict]) -> None:
@@ -68,7 +71,7 @@ def assert_rows_equal(rows: list[dict], frozen: list[dict]) -> None:
 def demo_twice(tmp_path_factory):
     """The toy demo run from its preset, then again from the record (config.json) the first run wrote."""
     base = tmp_path_factory.mktemp("engine")
-    first = run_plan(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(base / 'first'))}"]),
+    first = run_plan(load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(base / 'first'))}"]),
                      log=lambda *a: None)
     second = run_plan(load_plan(first.out / "config.json", [f"run.out={json.dumps(str(base / 'second'))}"]),
                       log=lambda *a: None)
@@ -178,7 +181,7 @@ def test_the_cpu_preset_reproduces_the_former_cpu_driver(tmp_path):
            "attacks.defense_seeds=2", 'attacks.art=["bb_loss_rf"]', "attacks.attacker_ddpm_records=60",
            "run.device=\"cpu\"", "run.progress=false", "run.bootstrap=1000",
            f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"]
-    results = run_plan(load_preset("cifar10-cpu", toy), log=lambda *a: None).results
+    results = run_plan(load_preset("cifar10-cpu", toy + FORMER), log=lambda *a: None).results
     assert_rows_equal(summary(results), FROZEN["cifar10-cpu"])
     seeds = {k: [d["best_auc"] for d in v] for k, v in results["defense_seeds"]["rows"].items()}
     assert set(seeds) == set(FROZEN["cifar10-cpu-seeds"])
@@ -199,7 +202,7 @@ def test_evaluate_reproduces_the_former_audit_driver(tmp_path):
         if "path" in d.get("options", {}):
             d["options"].update(path=str(runs / "ddpm"), n=3, t=20, k=10, seed=12345678901)
     raw["roles"] = {"defender": 30, "attacker": 30, "evaluation": 40, "population": 40, "seed": 0}
-    raw["attacks"].update(references=2, attacker_ddpm_steps=20, selection_draws=2, art=["bb_rf"],
+    raw["attacks"].update(labels=False, references=2, attacker_ddpm_steps=20, selection_draws=2, art=["bb_rf"],
                           reference_recipe={"model": "digits_mlp", "epochs": 5, "batch_size": 64})
     raw["run"].update(out=str(runs / "audit"), bootstrap=100, progress=False, threads=1)
     results = run_plan(resolve(raw, runs), log=lambda *a: None).results
@@ -254,7 +257,7 @@ def test_a_stopped_run_resumes_without_retraining_and_gives_the_same_rows(demo_t
     import diffence_plugin.evaluation.engine as engine
 
     out = tmp_path / "stopped"
-    plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(out))}"])
+    plan = load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(out))}"])
     attack = engine.attack
 
     def stop(*args, **kwargs):
@@ -276,7 +279,8 @@ def test_a_stopped_run_resumes_without_retraining_and_gives_the_same_rows(demo_t
 
     monkeypatch.setattr(training, "train_target", counted("target", train_target))
     monkeypatch.setattr(diffusion, "train_diffusion", counted("ddpm", train_diffusion))
-    again = run_plan(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(out))}"]), log=lambda *a: None)
+    again = run_plan(load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(out))}"]),
+                     log=lambda *a: None)
     assert calls == {"target": 0, "ddpm": 0}
     assert again.results["rows"] == demo_twice[0].results["rows"]
     assert again.results["training"]["target"]["resumed"] is True
@@ -286,7 +290,7 @@ def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, t
     from diffence_plugin.evaluation.stages import claim_folder
 
     finished = demo_twice[0].out
-    plan = load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(finished))}"])
+    plan = load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(finished))}"])
     with pytest.raises(FileExistsError, match="holds a finished run"):
         claim_folder(plan)
     other = tmp_path / "other"
@@ -298,8 +302,8 @@ def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, t
     unfinished.mkdir()
     (unfinished / "config.json").write_text((finished / "config.json").read_text())
     with pytest.raises(FileExistsError, match="unfinished run of another plan"):
-        claim_folder(load_preset("demo", DEMO_TOY + ["run.seed=5", f"run.out={json.dumps(str(unfinished))}"]))
-    assert claim_folder(load_preset("demo", DEMO_TOY + [f"run.out={json.dumps(str(unfinished))}"])) == "resume"
+        claim_folder(load_preset("demo", DEMO_TOY + FORMER + ["run.seed=5", f"run.out={json.dumps(str(unfinished))}"]))
+    assert claim_folder(load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(unfinished))}"])) == "resume"
     # --overwrite clears the folder before anything is written: no old results beside a new record
     assert main(["demo", "--out", str(other), "--overwrite", "--dry-run"]) == 0
     assert (other / "notes.txt").is_file()  # a dry run touches nothing
@@ -389,3 +393,19 @@ def test_channels_last_on_a_cpu_runs_the_whole_audit(tmp_path):
     assert all(r["labels_kept"] == 1.0 for r in results["rows"]) and results["rows"][1]["lira"] is not None
     assert results["training"]["defender_ddpm"]["channels_last"] is True
     assert results["training"]["attacker_ddpm"]["channels_last"] is True
+
+
+def test_every_row_that_keeps_its_labels_is_scored_by_lira_on_the_labels(tmp_path):
+    """With ``[attacks].labels`` on (the default) every row is also attacked through its top-1 labels alone:
+    on the undefended row that is, to the last digit, LiRA on the "labels only" row (the same labels, the
+    same references reduced to labels), and a row that keeps every label (Diffence, MemGuard) scores the same,
+    so no such row can report less exposure than "labels only" does for lack of the attack."""
+    plan = load_preset("demo", DEMO_TOY + ["attacks.art=[]", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
+    rows = {r["defense"]: r for r in run_plan(plan, log=lambda *a: None).results["rows"]}
+    aucs = {name: {a["attack"]: a["auc"] for a in r["attacks"]} for name, r in rows.items()}
+    floor = {f"labels_{a}": auc for a, auc in aucs["labels_only"].items() if a.startswith("lira_")}
+    assert len(floor) == 4
+    for name, row in rows.items():
+        assert {a: aucs[name][a] for a in floor} == pytest.approx(floor, abs=1e-12) or row["labels_kept"] < 1, name
+        chosen = [a["selection_auc"] for a in row["attacks"] if a.get("selection_auc") is not None]
+        assert row["best"]["selection_auc"] == pytest.approx(max(chosen)), name

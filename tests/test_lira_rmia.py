@@ -210,3 +210,64 @@ def test_an_attack_is_scored_on_all_its_records_at_once():
 
     result = scored_attack("pooled", score, sets, bootstrap=0)
     assert calls == [500] and result.auc > 0.65
+
+
+def _label_world(seed: int = 0, q_high: float = 0.9):
+    """Records whose OUT models are right with probability q (their difficulty) and IN models always; the target
+    is right on every member and on a non-member with its q. Answers put 0.7 on the predicted class."""
+    from diffence_plugin.evaluation.attacker import AttackerView
+    from diffence_plugin.evaluation.protocol import ROLES, membership_split
+
+    rng = np.random.default_rng(seed)
+    total, k, r = 1200, 3, 8
+    split = membership_split(total, 500, 50, 100, 200, seed=seed)
+    y = rng.integers(0, k, total)
+    q = rng.uniform(0.0, q_high, total)
+
+    def answers(right):
+        pred = np.where(right, y, (y + 1 + rng.integers(0, k - 1, y.shape)) % k)
+        probs = np.full(pred.shape + (k,), 0.3 / (k - 1))
+        np.put_along_axis(probs, pred[..., None], 0.7, axis=-1)
+        return probs
+
+    mask = in_masks(r, total, seed=seed)
+    view = AttackerView(answers(mask | (rng.random((r, total)) < q)), mask, np.arange(total), aware=True)
+    member = np.isin(np.arange(total), split.members)
+    target = answers(member | (rng.random(total) < q))
+    released = {role: target[getattr(split, role)] for role in ROLES}
+    return released, y, split, view
+
+
+def test_lira_on_the_labels_reads_nothing_but_the_labels_and_is_lira_on_a_labels_only_release():
+    """The label view of a release that keeps every label but flattens its scores (HAMP's output kind) scores
+    exactly as that of the soft release, and as LiRA on the ``labels_only`` release against references
+    reduced to labels: a floor no label-keeping release can hide below."""
+    from diffence_plugin.evaluation.attacker import top1
+    from diffence_plugin.evaluation.families import Context, LabelViewFamily, LiRAFamily
+
+    released, y, split, view = _label_world()
+    flat = {role: 0.2 * top1(p) + 0.8 / p.shape[1] for role, p in released.items()}
+    soft = {a.attack: a for a in LabelViewFamily().run(Context(released, y, split, bootstrap=0, view=view))}
+    flattened = {a.attack: a for a in LabelViewFamily().run(Context(flat, y, split, bootstrap=0, view=view))}
+    only = LiRAFamily().run(Context({r: top1(p) for r, p in released.items()}, y, split, bootstrap=0,
+                                    view=view.labels()))
+    assert sorted(soft) == sorted(f"labels_{a.attack}" for a in only) and len(only) == 4
+    for a in only:
+        name = f"labels_{a.attack}"
+        assert soft[name].auc == flattened[name].auc == a.auc
+        assert soft[name].selection_auc == flattened[name].selection_auc == a.selection_auc
+    assert max(a.auc for a in only) > 0.6  # the labels carry the members' correctness
+    # no difficulty at all (every OUT answer wrong, every IN answer right): the labels give membership away
+    released, y, split, view = _label_world(seed=1, q_high=0.0)
+    perfect = LabelViewFamily().run(Context(released, y, split, bootstrap=0, view=view))
+    assert max(a.auc for a in perfect) == 1.0
+
+
+def test_the_label_view_is_in_every_audit_with_references_unless_turned_off():
+    from diffence_plugin.evaluation.families import plan_families
+    from diffence_plugin.evaluation.plan import load_preset
+
+    names = [f.name for f in plan_families(load_preset("demo"))]
+    assert names[:4] == ["threshold", "lira", "rmia", "labels"]
+    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.labels=false"]))]
+    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.references=0"]))]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..defense import Diffence
+from ..defenses.labels_only import LabelsOnly
 from ..outputs import Candidates
 from .protocol import MembershipSplit
 from .references import ReferenceModels
@@ -25,6 +26,11 @@ def attacker_universe(split: MembershipSplit, size: int) -> np.ndarray:
     return np.concatenate([core, fill]).astype(np.int64)
 
 
+def top1(probs: np.ndarray) -> np.ndarray:
+    """(S, K) released vectors reduced to one-hot top-1 labels (``labels_only``), in float64."""
+    return LabelsOnly()(None, torch.from_numpy(np.asarray(probs, dtype=np.float64))).numpy()
+
+
 @dataclass
 class AttackerView:
     """What the attacker's reference models release on its universe under one kind of defense."""
@@ -36,6 +42,12 @@ class AttackerView:
 
     def __post_init__(self) -> None:
         self._lookup = {int(i): p for p, i in enumerate(self.universe)}
+
+    def labels(self) -> "AttackerView":
+        """The same answers reduced to their top-1 labels (one-hot, through the ``labels_only`` defense): what
+        the references release if only labels are read."""
+        probs = top1(self.probs.reshape(-1, self.probs.shape[-1])).reshape(self.probs.shape)
+        return AttackerView(probs, self.in_mask, self.universe, self.aware)
 
     def positions(self, indices: np.ndarray) -> np.ndarray:
         """Positions in the universe of the dataset ``indices``."""

@@ -37,7 +37,7 @@ from .attacker import (AttackerView, ShadowDiffence, attacker_universe, diffence
                        reference_candidates, shadow_pool, undefended_view)
 from .attacks import compare_to
 from .compare import RESULTS_FORMAT, records_digest
-from .families import evaluate_defense, plan_families, selection_spread
+from .families import SPREAD_FAMILIES, evaluate_defense, plan_families, selection_spread
 from .protocol import CANARY_ROLES, CANARY_WORDS, MembershipSplit, flip_labels, shuffle_pixels
 from .releases import hflip, labels_kept, release_all, roles_of, undefended_releases
 
@@ -515,6 +515,7 @@ class Attacks:
     def __init__(self, plan: dict, prep: Prepared, armed: Armed) -> None:
         self.plan, self.prep, self.armed = plan, prep, armed
         self.families = plan_families(plan)
+        self.spread_families = [f for f in self.families if f.name in SPREAD_FAMILIES]
 
     def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None,
             split: MembershipSplit | None = None):
@@ -545,7 +546,8 @@ def attack(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, 
             row = suite.row(label, probs, flipped, kept[label], defense)
             if defense is not None and defense.plain_diffence and draws > 1:
                 row.spread = selection_spread(defense.diffence, defense.candidates, prep.y, prep.split,
-                                              armed.views.get("", {}).get(label), draws, seed=seed)
+                                              armed.views.get("", {}).get(label), draws, seed=seed,
+                                              families=suite.spread_families)
             if rows:
                 row.change = compare_to(row, rows[0], seed=seed)
             rows.append(row)

@@ -38,7 +38,8 @@ Sections and keys (defaults in ``DEFAULTS``):
   defense), ``augment`` (flipped queries), ``attacker_ddpm_steps`` (default: the defender's),
   ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all; under
   ``[diffusion].data = "public"`` it trains on the public data instead), ``selection_draws``,
-  ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name).
+  ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name),
+  ``labels`` (LiRA on every release's top-1 labels alone, a floor every row's chosen attack may pick; default on).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch`` (a cap on
   images per model call; on a CPU the UNet runs the chunk it measures fastest below it), ``compile`` (``torch.compile`` the DDPMs:
@@ -72,7 +73,7 @@ SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
                   "data": str},
     "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
                 "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
-                "defense_seeds": int, "plugins": list},
+                "defense_seeds": int, "plugins": list, "labels": bool},
     "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
             "address": str, "threads": int, "shard_size": int, "max_batch": int, "compile": bool, "device": str,
             "channels_last": bool, "reconstruct_bf16": bool,
@@ -87,7 +88,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
                   "t_choices": [], "kind": "single", "mode": "alternate", "data": "members"},
     "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
-                "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": []},
+                "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": [],
+                "labels": True},
     "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
             "executor": "local", "address": "", "threads": 0, "shard_size": 256, "max_batch": 1024,
             "compile": False, "device": "cpu", "channels_last": False, "reconstruct_bf16": False,
@@ -323,7 +325,8 @@ def describe(plan: dict) -> str:
     if attacks["references"]:
         lines.append(f"- attacker: {attacks['references']} reference models (the target's recipe) and its own DDPM "
                      f"({attacks.get('attacker_ddpm_steps', diffusion['steps'])} steps) for each Diffence setting")
-    lines.append(f"- attacks: threshold {attacks['threshold']}, LiRA/RMIA {bool(attacks['references'])}, ART "
+    lines.append(f"- attacks: threshold {attacks['threshold']}, LiRA/RMIA {bool(attacks['references'])}, LiRA on the "
+                 f"labels {bool(attacks['references']) and attacks['labels']}, ART "
                  f"{attacks['art']}; {plan['run']['bootstrap']} bootstrap resamples; "
                  f"{len(plan['defenses']) + 1} rows")
     return "\n".join(lines)

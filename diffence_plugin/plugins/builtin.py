@@ -58,14 +58,14 @@ def _family(name: str):
         from ..evaluation import families
 
         return {"threshold": families.ThresholdFamily, "lira": families.LiRAFamily,
-                "rmia": families.RMIAFamily}[name]()
+                "rmia": families.RMIAFamily, "labels": families.LabelViewFamily}[name]()
     factory.__name__ = f"{name}_family"
     return factory
 
 
 @hookimpl
 def diffence_register_attacks(register):
-    for name in ("threshold", "lira", "rmia"):
+    for name in ("threshold", "lira", "rmia", "labels"):
         register(name, _family(name))
 
 
