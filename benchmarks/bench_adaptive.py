@@ -6,17 +6,21 @@ noise-robustness attack, alone and combined with the soft-label LiRA.
 
     python benchmarks/bench_adaptive.py --out runs/adaptive          # about 40 minutes on 2 CPU cores
     python benchmarks/bench_adaptive.py --out runs/adaptive-flat --only flat --flat-copies 64
+    python benchmarks/bench_adaptive.py --out runs/adaptive-flat-stable --only flat --flat-modes lsh \\
+        --flat-pick stable [--flat-relevance gradient]
     python benchmarks/bench_adaptive.py --out runs/adaptive-smoke --quick
+    python benchmarks/bench_adaptive.py --out runs/adaptive-flat-cifar --only flat --preset cifar10-cpu \\
+        --data ../shared/data/cifar10 --flat-modes lsh --flat-pick stable    # about 14 h on 2 CPU cores
 
 The target, the defender's DDPM, the attacker's references, its own DDPM and its copy of each scenario come
 from the audit engine's first three stages on the demo preset (``engine.run_stages``; kept in ``OUT/engine``,
-so a rerun trains nothing again). Every figure is scored on the demo's 150 + 150 evaluation records; attacks
-are fitted on the attacker's known records (which it queries the same adaptive way) and chosen on its
-held-out half. LiRA uses the attacker's defense-aware references: answering single queries for the
+so a rerun trains nothing again). Every figure is scored on the preset's evaluation records (the demo's 150 +
+150); attacks are fitted on the attacker's known records (which it queries the same adaptive way) and chosen
+on its held-out half. LiRA uses the attacker's defense-aware references: answering single queries for the
 near-duplicate kinds, and the same M copies through its own Diffence for the flat-region attack. RMIA is left
-out (it would need the population records queried M times too). Reconstructions are computed once per
-distinct (reconstructed input, key) pair: copies that share both get the identical candidates (checked
-against a direct run).
+out (it would need the population records queried M times too). Reconstructions are computed once per distinct
+(reconstructed input, key) pair: copies that share both get the identical candidates (checked against a direct
+run).
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import numpy as np
 import torch
 
 from diffence_plugin import Diffence
-from diffence_plugin.evaluation.adaptive import (combine, label_only_lira, label_survival, perturbed_copies,
-                                                 recovery)
+from diffence_plugin.evaluation.adaptive import (combine, input_relevance, label_only_lira, label_survival,
+                                                 perturbed_copies, recovery)
 from diffence_plugin.evaluation.attacker import AttackerView, diffence_view, reference_candidates, undefended_view
 from diffence_plugin.evaluation.attacks import Sets, scored_attack
 from diffence_plugin.evaluation.engine import run_stages
@@ -109,12 +113,15 @@ def summarise(row, single, seed: int) -> dict:
 
 
 def engine_plan(args: argparse.Namespace) -> dict:
-    """The demo preset with Scenarios 1-3 only, no ART attacks and no selection draws, in ``OUT/engine``."""
+    """The preset (default the demo) with Scenarios 1-3 only, no ART attacks and no selection draws, in
+    ``OUT/engine``."""
     overrides = [f"run.seed={args.seed}", f"roles.seed={args.seed}", "attacks.art=[]", "attacks.selection_draws=0",
                  "run.progress=false", f"run.out={json.dumps(str(Path(args.out) / 'engine'))}"]
+    if args.data:
+        overrides.append(f"data.folder={json.dumps(str(Path(args.data).resolve()))}")
     if args.quick:
         overrides += ["diffusion.steps=40", "attacks.references=4", "target.train.epochs=30"]
-    plan = load_preset("demo", overrides)
+    plan = load_preset(args.preset, overrides + list(args.set))
     plan["defenses"] = [d for d in plan["defenses"] if d["label"] in DEFENSES]
     if args.quick:
         for d in plan["defenses"]:
@@ -155,10 +162,21 @@ def main() -> None:
     parser.add_argument("--out", default="runs/adaptive")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the numbers")
+    parser.add_argument("--preset", default="demo",
+                        help="the engine preset (a preset other than the demo runs with --only flat, e.g. "
+                             "cifar10-cpu with --data)")
+    parser.add_argument("--data", help="the dataset folder of a preset that reads one (CIFAR-10)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a plan override, as `diffence reproduce --set` (repeatable)")
     parser.add_argument("--only", choices=("all", "flat"), default="all",
                         help="flat: only the flat-region attack (quantised and LSH keys, and fresh noise)")
     parser.add_argument("--flat-copies", type=int, default=64, help="the most copies M of the flat-region attack")
     parser.add_argument("--flat-modes", default="quantised,lsh", help="keys the flat-region attack is run against")
+    parser.add_argument("--flat-pick", default="rank", choices=("rank", "stable"),
+                        help="the selection's pick rule for the flat-region attack (target and attacker's copy)")
+    parser.add_argument("--flat-relevance", default="contrast", choices=("contrast", "gradient"),
+                        help="the flat pixels: smallest 3x3 local contrast, or smallest input gradient of the "
+                             "attacker's first reference model (the generic, natural-image choice)")
     parser.add_argument("--table", help="only print the tables of an adaptive.json this script wrote")
     parser.add_argument("--condensed", action="store_true",
                         help="with --table: one row per perturbation, size and M; keys and scenarios as columns")
@@ -166,6 +184,8 @@ def main() -> None:
     if args.table:
         (print_condensed if args.condensed else print_tables)(json.loads(Path(args.table).read_text()))
         return
+    if args.preset != "demo" and args.only != "flat":
+        parser.error("a preset other than the demo runs the flat-region attack only: add --only flat")
     start = time.perf_counter()
     plan = engine_plan(args)
     staged = run_stages(plan, log=lambda line: print(line, flush=True))
@@ -175,7 +195,8 @@ def main() -> None:
     quiet = dataclasses.replace(split, population=np.zeros(0, dtype=np.int64))  # no RMIA: see the docstring
     s3 = staged.defended.defenses["scenario_3"].diffence
     views = {d: staged.armed.views[""][d] for d in DEFENSES}
-    settings = {"plan": plan["name"], "n": s3.config.n, "t": s3.config.t, "k": s3.config.k,
+    settings = {"plan": plan["name"], "flat_pick": args.flat_pick, "flat_relevance": args.flat_relevance,
+                "n": s3.config.n, "t": s3.config.t, "k": s3.config.k,
                 "levels": s3.config.levels, "references": plan["attacks"]["references"], "seed": seed,
                 "ddpm_steps": plan["diffusion"]["steps"], "target_epochs": plan["target"]["train"]["epochs"]}
     print(f"setup {time.perf_counter() - start:.0f} s", flush=True)
@@ -190,10 +211,16 @@ def main() -> None:
     if args.only == "all":
         near_duplicates(s3, model, defender, x, records, seed, evaluate, table, checks, args, result, start)
     mine = staged.armed.copies.get(s3)["mine"]
+    relevance = None
+    if args.flat_relevance == "gradient":  # the attacker's own model, on the labels it knows
+        relevance = input_relevance(staged.armed.references.models[0], x[records], y[records])
     for mode in args.flat_modes.split(","):
-        releases = Releases(s3.with_config(key=mode), model, defender)
-        flat_region(releases, ReferenceCopies(staged, mine.with_config(key=mode, scenario=3), records), mode,
-                    x, records, seed, evaluate, table, 8 if args.quick else args.flat_copies, args, result, start)
+        releases = Releases(s3.with_config(key=mode, pick=args.flat_pick), model, defender)
+        copy = mine.with_config(key=mode, scenario=3, pick=args.flat_pick)
+        label = mode + ("" if args.flat_pick == "rank" else f"+{args.flat_pick}") + \
+            ("" if relevance is None else "+gradient")
+        flat_region(releases, ReferenceCopies(staged, copy, records), label, x, records, seed, evaluate, table,
+                    8 if args.quick else args.flat_copies, args, result, start, relevance=relevance)
     if args.only == "all":
         repeated_fresh(Releases(s3.with_config(deterministic=False), model, defender), x, records, seed, evaluate,
                        table)
@@ -254,11 +281,13 @@ def near_duplicates(s3: Diffence, model, defender, x, records, seed, evaluate, t
 
 
 def flat_region(releases: Releases, refs: ReferenceCopies, mode: str, x, records, seed, evaluate, table,
-                most: int, args, result, start) -> None:
-    """The flat-region attack: copy c raises the c-th flattest pixel by one grey level (1/16); the target
-    and the attacker's references are sent the same copies, and both averages go to the attacks."""
+                most: int, args, result, start, relevance: np.ndarray | None = None) -> None:
+    """The flat-region attack: copy c raises the c-th flattest pixel (by ``relevance`` when given) by one grey
+    level (1/16 on digits); the target and the attacker's references are sent the same copies, and both averages go to
+    the attacks."""
     single = evaluate(releases(x[records]), refs.views(x[records]))  # the references under the same key
-    copies = perturbed_copies(x[records], "flat", most, size=1 / 16, seed=seed + 7)
+    step = 1 / releases.base.config.levels  # one grey level
+    copies = perturbed_copies(x[records], "flat", most, size=step, seed=seed + 7, relevance=relevance)
     totals, views_total = None, None
     checkpoints = sorted({1, 4, 16, 32, most} & set(range(1, most + 1)))
     for c, copy in enumerate(copies, 1):
@@ -269,7 +298,7 @@ def flat_region(releases: Releases, refs: ReferenceCopies, mode: str, x, records
         if c in checkpoints:
             rows = evaluate({d: totals[d] / c for d in DEFENSES}, averaged_views(views_total, c, views))
             for d in DEFENSES:
-                table.append({"mode": mode, "kind": "flat", "size": 1 / 16, "copies": c, "defense": d,
+                table.append({"mode": mode, "kind": "flat", "size": step, "copies": c, "defense": d,
                               **summarise(rows[d], single[d], seed)})
             print(f"{mode} flat M={c}: {time.perf_counter() - start:.0f} s", flush=True)
             save(args.out, result)
@@ -349,9 +378,9 @@ def soft_scores(view, releases, x, y, records, defense):
 
 
 def print_condensed(result: dict) -> None:
-    """Two markdown tables (chosen attack's AUC recovery; LiRA's TPR@1%FPR recovery in points), one row per
-    perturbation, size and M, one column per key and Diffence scenario."""
-    modes = [m for m in ("raw", "quantised", "lsh", "non-deterministic") if any(r["mode"] == m for r in result["rows"])]
+    """Three markdown tables (the chosen attack's and LiRA's AUC recovery; LiRA's TPR@1%FPR recovery in points),
+    one row per perturbation, size and M, one column per key (as the rows name it) and Diffence scenario."""
+    modes = list(dict.fromkeys(r["mode"] for r in result["rows"]))
     columns = [(m, d) for m in modes for d in ("scenario_1", "scenario_2", "scenario_3")
                if any(r["mode"] == m and r["defense"] == d for r in result["rows"])]
     cells = {(r["mode"], r["kind"], r["size"], r["copies"], r["defense"]): r for r in result["rows"]}
@@ -362,6 +391,9 @@ def print_condensed(result: dict) -> None:
             ("chosen attack: AUC(averaged M copies) - AUC(single query) [95% CI]",
              lambda r: f"{r['best']['recovery']['auc_change']:+.3f} [{r['best']['recovery']['auc_ci'][0]:+.3f}, "
                        f"{r['best']['recovery']['auc_ci'][1]:+.3f}]"),
+            ("LiRA: AUC(averaged M copies) - AUC(single query) [95% CI]",
+             lambda r: f"{r['lira']['recovery']['auc_change']:+.3f} [{r['lira']['recovery']['auc_ci'][0]:+.3f}, "
+                       f"{r['lira']['recovery']['auc_ci'][1]:+.3f}]"),
             ("LiRA: TPR@1%FPR(averaged) - TPR@1%FPR(single), points [95% CI]",
              lambda r: "n/a" if r["lira"]["recovery"]["tpr@0.01_change"] is None else
              f"{100 * r['lira']['recovery']['tpr@0.01_change']:+.1f} [{100 * r['lira']['recovery']['tpr@0.01_ci'][0]:+.1f},"

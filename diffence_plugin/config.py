@@ -11,6 +11,7 @@ from .randomness import KEYS, secret_seed, warn_if_guessable
 Scenario = Union[int, str]
 SCENARIOS: tuple[Scenario, ...] = (1, 2, 3, "mean")
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
+PICKS = ("rank", "stable")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class DiffenceConfig:
             (its float32 bytes). With "quantised" and "lsh" the defense reconstructs the quantised input.
         levels: grey levels of the input's bit depth: 255 for 8-bit images, 16 for sklearn's digits.
         lsh_projections, lsh_width: the LSH key's random projections and bucket width (pooled-image L2 units).
+        pick: how an input's uniform picks among the eligible reconstructions. "rank" (default): the
+            floor(u * count)-th; "stable": the one with the smallest priority hashed from u, so a reconstruction
+            that joins or leaves the eligible set (a near-duplicate query under the LSH key) moves the pick
+            only if it is the pick or outranks it. Both are uniform among the eligible ones.
         max_batch: most images sent through the UNet or the classifier in one call; bounds memory.
         output: what the classifier returns; "auto" detects probability rows (non-negative, sum 1).
     """
@@ -49,6 +54,7 @@ class DiffenceConfig:
     levels: int = 255
     lsh_projections: int = 4
     lsh_width: float = 2.0
+    pick: str = "rank"
 
     def __post_init__(self) -> None:
         if self.seed is None:
@@ -73,6 +79,8 @@ class DiffenceConfig:
             raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {self.output!r}")
         if self.key not in KEYS:
             raise ValueError(f"key must be one of {KEYS}, got {self.key!r}")
+        if self.pick not in PICKS:
+            raise ValueError(f"pick must be one of {PICKS}, got {self.pick!r}")
         if not 1 <= self.levels <= 65535:
             raise ValueError(f"levels (grey levels of the input) must lie in [1, 65535], got {self.levels}")
         if self.lsh_projections < 1:

@@ -54,7 +54,7 @@ class Diffence:
 
     Args:
         reconstructor: the diffusion model (see ``Reconstructor``).
-        n, t, k, scenario, deterministic, seed, max_batch, output, key, levels, lsh_projections, lsh_width:
+        n, t, k, scenario, deterministic, seed, max_batch, output, key, levels, lsh_projections, lsh_width, pick:
             see ``DiffenceConfig``. ``seed=None`` (default) draws a secret one; ``save_pretrained`` keeps it.
         autocast: optional dtype for the UNet (``torch.bfloat16`` on GPUs).
         progress: show a progress bar over inputs.
@@ -76,6 +76,7 @@ class Diffence:
         levels: int = 255,
         lsh_projections: int = 4,
         lsh_width: float = 2.0,
+        pick: str = "rank",
         autocast: torch.dtype | None = None,
         progress: bool = False,
     ) -> None:
@@ -83,7 +84,7 @@ class Diffence:
             raise TypeError(f"reconstructor must be a Reconstructor, got {type(reconstructor).__name__}")
         self.config = DiffenceConfig(n=n, t=t, k=k, scenario=scenario, deterministic=deterministic, seed=seed,
                                      max_batch=max_batch, output=output, key=key, levels=levels,
-                                     lsh_projections=lsh_projections, lsh_width=lsh_width)
+                                     lsh_projections=lsh_projections, lsh_width=lsh_width, pick=pick)
         reconstructor.timesteps(t, k)
         self.reconstructor = reconstructor
         self.autocast = autocast
@@ -254,7 +255,7 @@ class Diffence:
                                  f"was made with {self.calibration.nb_classes}")
             interval = self.calibration.interval
         return select(self.config.scenario, candidates.original_log_probs, candidates.candidate_log_probs,
-                      candidates.u, interval)
+                      candidates.u, interval, pick=self.config.pick)
 
     @torch.no_grad()
     def defend_detailed(self, classifier: Classifier, x: torch.Tensor, *, nb_classes: int | None = None,

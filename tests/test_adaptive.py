@@ -130,6 +130,28 @@ def test_near_duplicates_get_the_identical_release(rec, grid_images, key):
     assert not torch.allclose(raw.defend(model, copy), raw.defend(model, grid_images), atol=1e-4)
 
 
+def test_the_stable_pick_is_a_setting_that_is_saved_checked_and_moves_fewer_releases(rec, grid_images, tmp_path):
+    """``pick = "stable"`` through the defense: saved and loaded with it, refused when unknown, and on LSH-keyed
+    near-duplicates whose candidates cross the label boundary it changes no more picks than "rank"."""
+    model = LinearClassifier().eval()
+    stable = Diffence(rec, n=16, t=40, k=10, scenario=3, seed=5, key="lsh", levels=16, pick="stable")
+    stable.save_pretrained(tmp_path / "d")
+    assert Diffence.from_pretrained(tmp_path / "d").config.pick == "stable"
+    with pytest.raises(ValueError, match=r"pick must be one of \('rank', 'stable'\), got 'first'"):
+        Diffence(rec, n=2, scenario=3, pick="first")
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randint(0, 17, (48, 1, 8, 8), generator=gen) * (torch.rand(48, 1, 8, 8, generator=gen) > 0.4)) / 16
+    copies = torch.from_numpy(perturbed_copies(x.numpy(), "flat", 4, size=1 / 16, seed=1))
+    moved = {}
+    for pick in ("rank", "stable"):
+        defense = stable.with_config(pick=pick)
+        first = defense.defend_detailed(model, x)
+        with torch.no_grad():
+            assert torch.equal(first.labels, model(x).argmax(-1))
+        moved[pick] = sum(int((defense.defend_detailed(model, c).index != first.index).sum()) for c in copies)
+    assert 0 < moved["stable"] <= moved["rank"], moved
+
+
 def test_the_key_changes_no_label(rec, images):
     """Accuracy and label preservation do not depend on the key: every release keeps the model's label."""
     model = LinearClassifier().eval()

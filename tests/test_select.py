@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import chisquare, kstest
 
 from diffence_plugin import Diffence
-from diffence_plugin.select import ORIGINAL, label_matches, phi, pick_uniform, select, select_in_interval
+from diffence_plugin.select import (ORIGINAL, label_matches, phi, pick_eligible, pick_stable, pick_uniform,
+                                    priorities, select, select_in_interval)
 
 from .conftest import LinearClassifier, make_reconstructor
 
@@ -36,6 +39,60 @@ def test_pick_uniform_picks_only_eligible_entries_and_covers_them():
         assert bool(eligible[0, index[0]])
         seen.add(int(index[0]))
     assert seen == {1, 3}
+
+
+def test_priorities_are_independent_uniforms_that_do_not_depend_on_n():
+    u = torch.rand(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    prio = priorities(u, 8)
+    assert prio.shape == (4000, 8) and prio.dtype == torch.float64
+    torch.testing.assert_close(priorities(u, 3), prio[:, :3], rtol=0, atol=0)  # Candidates.first(3)
+    torch.testing.assert_close(priorities(u.clone(), 8), prio, rtol=0, atol=0)  # a function of u alone
+    for j in range(8):
+        assert kstest(prio[:, j].numpy(), "uniform").pvalue > 1e-3
+    corr = np.corrcoef(np.c_[u.numpy(), prio.numpy()].T)
+    assert np.abs(corr[np.triu_indices(9, 1)]).max() < 0.08  # 4,000 rows: |r| of independent pairs < 0.06 mostly
+
+
+@pytest.mark.parametrize("pick", ["rank", "stable"])
+def test_both_picks_are_uniform_among_the_eligible_entries(pick):
+    eligible = torch.tensor([[True, False, True, True, False, True, False, True]]).expand(20000, 8)
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    index = pick_eligible(eligible, u, pick)
+    assert bool(eligible[0, index].all())
+    counts = np.bincount(index.numpy(), minlength=8)[[0, 2, 3, 5, 7]]
+    assert chisquare(counts).pvalue > 1e-3, counts
+    assert pick_eligible(torch.zeros(2, 8, dtype=torch.bool), u[:2], pick).tolist() == [ORIGINAL, ORIGINAL]
+    with pytest.raises(ValueError, match="pick must be one of"):
+        pick_eligible(eligible[:1], u[:1], "first")
+
+
+def test_the_stable_pick_moves_only_when_the_pick_or_an_entry_that_outranks_it_changes():
+    """Flip one entry's eligibility (a near-duplicate query whose candidate crossed an interval edge): the
+    stable pick stays unless that entry was the pick or outranks it; the rank pick also moves whenever the
+    entry lies before the pick."""
+    gen = torch.Generator().manual_seed(2)
+    eligible = torch.rand(3000, 16, generator=gen) < 0.5
+    u = torch.rand(3000, generator=gen, dtype=torch.float64)
+    prio = priorities(u, 16)
+    before, ranked = pick_stable(eligible, u), pick_uniform(eligible, u)
+    moved = {"stable": 0, "rank": 0}
+    for j in range(16):
+        flipped = eligible.clone()
+        flipped[:, j] = ~flipped[:, j]
+        after = pick_stable(flipped, u)
+        has = before >= 0
+        outranks = prio[:, j] < prio.gather(1, before.clamp_min(0).unsqueeze(1)).squeeze(1)
+        may_move = ~has | (before == j) | (~eligible[:, j] & outranks)
+        assert torch.equal(after[~may_move], before[~may_move]), j
+        joins_first = ~eligible[:, j] & (~has | outranks)
+        assert bool((after[joins_first] == j).all()), j  # a joining entry that outranks the pick is picked
+        left = (before == j) & flipped.any(dim=1)  # the pick left: the runner-up, ranked below it
+        runner = after[left]
+        assert bool((runner != j).all() and flipped[left].gather(1, runner.unsqueeze(1)).all()), j
+        assert bool((prio[left].gather(1, runner.unsqueeze(1)).squeeze(1) > prio[left, j]).all()), j
+        moved["stable"] += int((after != before).sum())
+        moved["rank"] += int((pick_uniform(flipped, u) != ranked).sum())
+    assert moved["stable"] < 0.4 * moved["rank"], moved  # rank: about half the flips move it
 
 
 def test_interval_selection_random_inside_else_closest():
@@ -83,7 +140,7 @@ def test_property_defended_argmax_equals_undefended_for_random_models(trial):
         labels = model(x).argmax(-1)
     t = [10, 20, 40, 60, 100, 200][trial]
     for scenario in (1, 2, 3):
-        defense = Diffence(rec, n=5, t=t, k=10, scenario=scenario, seed=trial)
+        defense = Diffence(rec, n=5, t=t, k=10, scenario=scenario, seed=trial, pick=("rank", "stable")[trial % 2])
         if scenario in (1, 2):
             defense.calibrate(model, members, nonmembers if scenario == 1 else None, grid=8, bins=6)
         out = defense.defend_detailed(model, x)

@@ -269,7 +269,8 @@ def build_stage(name: str, options: dict, prep: Prepared, plan: dict, draw: int 
 
 def _diffence_key(defense, q: str) -> tuple:
     c = defense.config
-    return (defense.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic, c.levels, c.key, c.output, q)
+    return (defense.fingerprint(), c.n, c.t, c.k, c.seed, c.deterministic, c.levels, c.key, c.lsh_projections,
+            c.lsh_width, c.output, q)
 
 
 class Reconstructions:
