@@ -13,8 +13,8 @@ noise-robustness attack, alone and combined with the soft-label LiRA.
         --data ../shared/data/cifar10 --flat-modes lsh --flat-pick stable    # about 14 h on 2 CPU cores
 
 The target, the defender's DDPM, the attacker's references, its own DDPM and its copy of each scenario come
-from the audit engine's first three stages on the demo preset (``engine.run_stages``; kept in ``OUT/engine``,
-so a rerun trains nothing again). Every figure is scored on the preset's evaluation records (the demo's 150 +
+from the audit engine's first three stages on the preset, the demo by default (``engine.run_stages``; kept
+in ``OUT/engine``, so a rerun trains nothing again). Every figure is scored on the preset's evaluation records (the demo's 150 +
 150); attacks are fitted on the attacker's known records (which it queries the same adaptive way) and chosen
 on its held-out half. LiRA uses the attacker's defense-aware references: answering single queries for the
 near-duplicate kinds, and the same M copies through its own Diffence for the flat-region attack. RMIA is left
@@ -283,8 +283,8 @@ def near_duplicates(s3: Diffence, model, defender, x, records, seed, evaluate, t
 def flat_region(releases: Releases, refs: ReferenceCopies, mode: str, x, records, seed, evaluate, table,
                 most: int, args, result, start, relevance: np.ndarray | None = None) -> None:
     """The flat-region attack: copy c raises the c-th flattest pixel (by ``relevance`` when given) by one grey
-    level (1/16 on digits); the target and the attacker's references are sent the same copies, and both averages go to
-    the attacks."""
+    level (1/16 on digits); the target and the attacker's references are sent the same copies, and both
+    averages go to the attacks."""
     single = evaluate(releases(x[records]), refs.views(x[records]))  # the references under the same key
     step = 1 / releases.base.config.levels  # one grey level
     copies = perturbed_copies(x[records], "flat", most, size=step, seed=seed + 7, relevance=relevance)
