@@ -29,7 +29,7 @@ from art.estimators.estimator import BaseEstimator
 
 from diffence_plugin import Diffence
 from diffence_plugin.classify import Classifier
-from diffence_plugin.plugins import DefensePipeline
+from diffence_plugin.defenses.pipeline import DefensePipeline
 from diffence_plugin.validation import as_image_batch
 
 

@@ -1,4 +1,4 @@
-"""ART's membership-inference attacks, run with the same protocol as ``diffence_plugin.evaluation``.
+"""ART's membership-inference attacks, run with the same protocol as ``diffence_plugin.attacks``.
 
 The attacker fits on its own known members/non-members and is scored on disjoint evaluation sets.
 Released predictions can be passed precomputed (ART's ``pred=`` arguments), so one reconstruction of each
@@ -23,7 +23,7 @@ from art.estimators.estimator import BaseEstimator
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from diffence_plugin.evaluation.metrics import AttackResult, membership_metrics
+from diffence_plugin.attacks.metrics import AttackResult, membership_metrics
 
 BLACK_BOX = {
     "bb_nn": ("prediction", "nn"),

@@ -4,17 +4,23 @@ released vectors, shadow models of the target's architecture, and the label-only
 from __future__ import annotations
 
 import numpy as np
+from diffence_plugin.adapters.art import DefendedClassifier
+from diffence_plugin.adapters.art_attacks import (
+    BLACK_BOX,
+    AttackData,
+    black_box,
+    probability_classifier,
+    rule_based,
+    shadow_models,
+)
 
+from diffence_plugin.attacks.attacker import shadow_pool
+from diffence_plugin.attacks.families import Context, Needs
+from diffence_plugin.attacks.metrics import AttackResult
+from diffence_plugin.attacks.releases import Released, onehot
+from diffence_plugin.attacks.roles import MembershipSplit
+from diffence_plugin.attacks.scoring import Sets, gather, released_by_index
 from diffence_plugin.data.models import reinitialised
-from diffence_plugin.evaluation.attacker import shadow_pool
-from diffence_plugin.evaluation.attacks import Sets, gather, released_by_index
-from diffence_plugin.evaluation.families import Context, Needs
-from diffence_plugin.evaluation.metrics import AttackResult
-from diffence_plugin.evaluation.protocol import MembershipSplit
-from diffence_plugin.evaluation.releases import Released, onehot
-
-from .art import DefendedClassifier
-from .art_attacks import BLACK_BOX, AttackData, black_box, probability_classifier, rule_based, shadow_models
 
 ATTACKS = (*sorted(BLACK_BOX), "shadow_models", "rule_based")
 

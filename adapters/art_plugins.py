@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from art.defences.postprocessor import GaussianNoise, HighConfidence, ReverseSigmoid, Rounded
+from art.defences.postprocessor import (
+    GaussianNoise,
+    HighConfidence,
+    ReverseSigmoid,
+    Rounded,
+)
 from art.defences.postprocessor.postprocessor import Postprocessor
 
-from diffence_plugin.plugins import hookimpl
+from diffence_plugin.registry import hookimpl
 
 
 class ARTPostprocessor:

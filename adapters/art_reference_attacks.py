@@ -1,5 +1,5 @@
 """LiRA and RMIA with ART's face: ``fit`` then ``infer``, against any ART classifier (a ``DefendedClassifier``
-included). ART has neither attack; the scoring is ``diffence_plugin.evaluation``'s, written from the papers.
+included). ART has neither attack; the scoring is ``diffence_plugin.attacks``'s, written from the papers.
 
 ``fit`` trains reference models on random halves of the attacker's records (its pool plus the candidates
 it will ask about, so that online LiRA has IN and OUT models for each). ``infer`` queries the target
@@ -17,9 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffence_plugin.evaluation.lira import LiRA, logit_confidence
-from diffence_plugin.evaluation.references import ReferenceModels, ReferenceRecipe, train_references
-from diffence_plugin.evaluation.rmia import RMIA, fit_offline_a
+from diffence_plugin.attacks.lira import LiRA, logit_confidence
+from diffence_plugin.attacks.references import (
+    ReferenceModels,
+    ReferenceRecipe,
+    train_references,
+)
+from diffence_plugin.attacks.rmia import RMIA, fit_offline_a
 
 Answer = Callable[[nn.Module, np.ndarray], np.ndarray]
 

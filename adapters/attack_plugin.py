@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from diffence_plugin.plugins import hookimpl
+from diffence_plugin.registry import hookimpl
 
 
 def _art_family(attacks: tuple[str, ...] = ("bb_rf", "bb_loss_rf")):
-    from .art_family import ARTFamily
+    from diffence_plugin.adapters.art_family import ARTFamily
 
     return ARTFamily(attacks=tuple(attacks))
+
+
+def _choices() -> tuple[str, ...]:
+    """ART's attacks the family offers (imports ART: asked only by ``diffence plugins``)."""
+    from diffence_plugin.adapters.art_family import ATTACKS
+
+    return ATTACKS
+
+
+_art_family.choices = _choices
 
 
 @hookimpl

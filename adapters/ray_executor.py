@@ -17,7 +17,7 @@ except ImportError as exc:  # the optional extra is not installed
     raise ImportError("the Ray executor needs the 'ray' package: pip install 'diffence-plugin[ray]' "
                       "(or run with --executor local)") from exc
 
-from diffence_plugin.evaluation.executor import run_task
+from diffence_plugin.audit.executor import run_task
 
 T = TypeVar("T")
 R = TypeVar("R")

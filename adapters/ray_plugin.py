@@ -3,11 +3,11 @@ the ``ray`` extra stays optional, and a missing one is reported when the executo
 
 from __future__ import annotations
 
-from diffence_plugin.plugins import hookimpl
+from diffence_plugin.registry import hookimpl
 
 
 def _ray_executor(address=None, threads: int = 1, progress: bool = True):
-    from .ray_executor import RayExecutor
+    from diffence_plugin.adapters.ray_executor import RayExecutor
 
     return RayExecutor(address=address, threads=threads)
 

@@ -35,16 +35,27 @@ import numpy as np
 import torch
 
 from diffence_plugin import Diffence
-from diffence_plugin.evaluation.adaptive import (combine, input_relevance, label_only_lira, label_survival,
-                                                 perturbed_copies, recovery)
-from diffence_plugin.evaluation.attacker import AttackerView, diffence_view, reference_candidates, undefended_view
-from diffence_plugin.evaluation.attacks import Sets, scored_attack
-from diffence_plugin.evaluation.engine import run_stages
-from diffence_plugin.evaluation.families import evaluate_defense
-from diffence_plugin.evaluation.lira import LiRA, logit_confidence
-from diffence_plugin.evaluation.plan import load_preset
-from diffence_plugin.evaluation.report import machine
+from diffence_plugin.attacks.adaptive import (
+    combine,
+    input_relevance,
+    label_only_lira,
+    label_survival,
+    perturbed_copies,
+    recovery,
+)
+from diffence_plugin.attacks.attacker import (
+    AttackerView,
+    diffence_view,
+    reference_candidates,
+    undefended_view,
+)
+from diffence_plugin.attacks.families import evaluate_defense
+from diffence_plugin.attacks.lira import LiRA, logit_confidence
+from diffence_plugin.attacks.scoring import Sets, scored_attack
+from diffence_plugin.audit.plan import load_preset
+from diffence_plugin.audit.run import run_stages
 from diffence_plugin.outputs import Candidates
+from diffence_plugin.report import machine
 
 ROLES4 = ("attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers")
 DEFENSES = ("undefended", "scenario_1", "scenario_2", "scenario_3")

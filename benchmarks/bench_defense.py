@@ -17,7 +17,13 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
-from diffence_plugin import Diffence, MemGuard, Reconstructor, cifar_unet_config, tiny_unet_config
+from diffence_plugin import (
+    Diffence,
+    MemGuard,
+    Reconstructor,
+    cifar_unet_config,
+    tiny_unet_config,
+)
 
 
 def small_cnn(channels: int, classes: int = 10) -> nn.Module:

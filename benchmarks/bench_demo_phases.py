@@ -18,8 +18,8 @@ import numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
 from diffence_plugin import Diffence, train_diffusion
 from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation import LiRA, RMIA, ReferenceRecipe, membership_split, train_references
-from diffence_plugin.evaluation.lira import logit_confidence
+from diffence_plugin.attacks import LiRA, RMIA, ReferenceRecipe, membership_split, train_references
+from diffence_plugin.attacks.lira import logit_confidence
 
 refs_count, inputs = int(sys.argv[2]), int(sys.argv[3])
 x, y = digits_images()

@@ -29,12 +29,12 @@ from types import SimpleNamespace
 import torch
 
 from diffence_plugin import DualReconstructor, train_diffusion
+from diffence_plugin.attacks.diffusion_attacks import diffusion_audit
+from diffence_plugin.audit.plan import load_preset
+from diffence_plugin.audit.run import run_plan
+from diffence_plugin.audit.stages.prepare import build_split, load_data, unet_config
 from diffence_plugin.diffusion import train_distilled, train_dual
-from diffence_plugin.evaluation.diffusion_attacks import diffusion_audit
-from diffence_plugin.evaluation.engine import run_plan
-from diffence_plugin.evaluation.plan import load_preset
-from diffence_plugin.evaluation.prepare import build_split, load_data, unet_config
-from diffence_plugin.evaluation.report import format_change, machine
+from diffence_plugin.report import format_change, machine
 
 
 def echo(message: str) -> None:
@@ -108,7 +108,12 @@ def classifier_audit(models: dict, plan: dict, out: Path, aware: bool) -> dict:
 
 def plan_with(plan: dict, overrides: list[str], labels: tuple[str, ...]) -> dict:
     """``plan``'s preset again with ``overrides`` and only the defenses ``labels``."""
-    from diffence_plugin.evaluation.plan import apply_overrides, preset_path, read_config_file, resolve
+    from diffence_plugin.audit.plan import (
+        apply_overrides,
+        preset_path,
+        read_config_file,
+        resolve,
+    )
 
     raw = apply_overrides(read_config_file(preset_path(plan["name"])), [])
     raw["defenses"] = [d for d in raw["defenses"] if d.get("label") in labels]

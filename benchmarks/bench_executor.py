@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from diffence_plugin.attacks.references import ReferenceRecipe, train_references
+from diffence_plugin.audit.executor import LocalExecutor
 from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation.executor import LocalExecutor
-from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
-from diffence_plugin.evaluation.report import machine
+from diffence_plugin.report import machine
 
 
 def main() -> None:

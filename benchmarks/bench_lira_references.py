@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from diffence_plugin.evaluation import train_references
-from diffence_plugin.evaluation.engine import prepare
-from diffence_plugin.evaluation.plan import load_preset
-from diffence_plugin.evaluation.prepare import reference_recipe
-from diffence_plugin.evaluation.attacker import attacker_universe, undefended_view
-from diffence_plugin.evaluation.attacks import reference_attacks
-from diffence_plugin.evaluation.releases import undefended_releases
+from diffence_plugin.attacks import train_references
+from diffence_plugin.attacks.attacker import attacker_universe, undefended_view
+from diffence_plugin.attacks.releases import undefended_releases
+from diffence_plugin.attacks.scoring import reference_attacks
+from diffence_plugin.audit.plan import load_preset
+from diffence_plugin.audit.stages.prepare import prepare, reference_recipe
 
 
 def main() -> None:

@@ -213,7 +213,7 @@ def main() -> None:
         return worker(args.worker)
     import torch
 
-    from diffence_plugin.evaluation.report import machine
+    from diffence_plugin.report import machine
     reconstructor, classifier = build()
     if args.frontier:
         rows = frontier_rows(reconstructor, classifier, args.inputs)

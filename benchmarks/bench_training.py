@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from bench_reconstruct import roofline
+
 from diffence_plugin.data.models import build_model
 from diffence_plugin.diffusion.train import _step
-from diffence_plugin.evaluation.report import machine
 from diffence_plugin.reconstruct import default_scheduler, tiny_unet_config
+from diffence_plugin.report import machine
 
 BATCH, RECORDS = 64, 5000
 

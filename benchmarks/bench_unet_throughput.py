@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 
-from diffence_plugin.evaluation.report import machine
 from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
+from diffence_plugin.report import machine
 
 
 def configs() -> dict[str, dict]:

@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 
 from diffence_plugin import Diffence, train_diffusion
-from diffence_plugin.evaluation.engine import run_stages
-from diffence_plugin.evaluation.plan import load_preset
-from diffence_plugin.evaluation.report import format_change, machine
-from diffence_plugin.evaluation.attacks import compare_to
-from diffence_plugin.evaluation.families import evaluate_defense
-from diffence_plugin.evaluation.releases import release_all, roles_of, undefended_releases
+from diffence_plugin.attacks.families import evaluate_defense
+from diffence_plugin.attacks.releases import release_all, roles_of, undefended_releases
+from diffence_plugin.attacks.scoring import compare_to
+from diffence_plugin.audit.plan import load_preset
+from diffence_plugin.audit.run import run_stages
 from diffence_plugin.randomness import experiment_seed
 from diffence_plugin.reconstruct import cifar_unet_config, tiny_unet_config
+from diffence_plugin.report import format_change, machine
 from diffence_plugin.select import label_matches
 
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from diffence_plugin.evaluation.metrics import membership_metrics, tpr_difference
+from diffence_plugin.attacks.metrics import membership_metrics, tpr_difference
 
 
 def scores_of(row: dict, attack: str) -> tuple[np.ndarray, np.ndarray]:

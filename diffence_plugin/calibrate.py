@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from .select import distance_to_interval
-from .validation import read_json_object
+from diffence_plugin.select import distance_to_interval
+from diffence_plugin.validation import read_json_object
 
 FORMAT = "diffence-calibration"
 VERSION = 1

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Union
 
-from .randomness import KEYS, secret_seed, warn_if_guessable
+from diffence_plugin.randomness import KEYS, secret_seed, warn_if_guessable
 
 Scenario = Union[int, str]
 SCENARIOS: tuple[Scenario, ...] = (1, 2, 3, "mean")

@@ -10,15 +10,27 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .calibrate import Calibration, interval_scenario1, interval_scenario2
-from .classify import Classifier, classify, looks_like_probabilities, to_log_probabilities
-from .config import DiffenceConfig, Scenario
-from .outputs import Candidates, DefenseOutput
-from .randomness import canonical, input_keys, key_generators
-from .reconstruct import Reconstructor
-from .select import ORIGINAL, Selection, label_matches, phi, select
-from .validation import as_image_batch, check_image_geometry, read_json_object
-
+from diffence_plugin.calibrate import (
+    Calibration,
+    interval_scenario1,
+    interval_scenario2,
+)
+from diffence_plugin.classify import (
+    Classifier,
+    classify,
+    looks_like_probabilities,
+    to_log_probabilities,
+)
+from diffence_plugin.config import DiffenceConfig, Scenario
+from diffence_plugin.outputs import Candidates, DefenseOutput
+from diffence_plugin.randomness import canonical, input_keys, key_generators
+from diffence_plugin.reconstruct import Reconstructor
+from diffence_plugin.select import ORIGINAL, Selection, label_matches, phi, select
+from diffence_plugin.validation import (
+    as_image_batch,
+    check_image_geometry,
+    read_json_object,
+)
 
 CONFIG_FILE = "diffence.json"
 CONFIG_FORMAT = "diffence-plugin/defense"

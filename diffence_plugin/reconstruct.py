@@ -19,7 +19,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.utils import is_accelerate_available
 
-from .validation import check_image_geometry, read_json_object
+from diffence_plugin.validation import check_image_geometry, read_json_object
 
 UNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 SCHEDULER_FILES = ("scheduler_config.json",)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import PICKS, Scenario
+from diffence_plugin.config import PICKS, Scenario
 
 ORIGINAL = -1
 MEAN = -2  # scenario "mean": the average over all reconstructions was released, no single one

@@ -7,14 +7,13 @@ the attack's AUC with and without the defense. Run: python examples/art_quicksta
 import numpy as np
 import torch
 from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+from diffence_plugin.adapters.art import DiffenceClassifier
+from diffence_plugin.adapters.art_attacks import probability_classifier
 from sklearn.metrics import roc_auc_score
 
 from diffence_plugin import Diffence, train_diffusion
-from diffence_plugin.adapters.art import DiffenceClassifier
-from diffence_plugin.adapters.art_attacks import probability_classifier
-from diffence_plugin.data import digits_images
-from diffence_plugin.evaluation.protocol import membership_split
-from diffence_plugin.data import DigitsMLP
+from diffence_plugin.attacks.roles import membership_split
+from diffence_plugin.data import DigitsMLP, digits_images
 from diffence_plugin.defenses.training import train_classifier
 
 

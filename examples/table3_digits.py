@@ -17,8 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-from diffence_plugin.evaluation.engine import run_plan
-from diffence_plugin.evaluation.plan import apply_overrides, preset_path, read_config_file, resolve
+from diffence_plugin.audit.plan import (
+    apply_overrides,
+    preset_path,
+    read_config_file,
+    resolve,
+)
+from diffence_plugin.audit.run import run_plan
 
 ATTACKS = ("bb_nn", "bb_rf", "bb_gb", "bb_loss_rf")
 

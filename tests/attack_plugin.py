@@ -3,9 +3,14 @@ with ``score(released, labels)`` and two families behind the attack interface (`
 
 import numpy as np
 
-from diffence_plugin.evaluation.attacks import Sets, gather, released_by_index, scored_attack
-from diffence_plugin.evaluation.families import Needs
-from diffence_plugin.plugins import hookimpl
+from diffence_plugin.attacks.families import Needs
+from diffence_plugin.attacks.scoring import (
+    Sets,
+    gather,
+    released_by_index,
+    scored_attack,
+)
+from diffence_plugin.registry import hookimpl
 
 
 class MaxProbability:

@@ -5,7 +5,7 @@ import numpy as np
 from torch import nn
 
 from diffence_plugin.data import ImageDataset
-from diffence_plugin.plugins import hookimpl
+from diffence_plugin.registry import hookimpl
 
 
 def stripes(folder=None) -> ImageDataset:

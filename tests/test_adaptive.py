@@ -12,10 +12,18 @@ import torch
 from scipy.stats import norm
 
 from diffence_plugin import Diffence
-from diffence_plugin.evaluation.adaptive import (PERTURBATIONS, averaged_release, combine, input_relevance,
-                                                 label_only_lira, label_survival, local_contrast, perturbed_copies,
-                                                 recovery)
-from diffence_plugin.evaluation.metrics import membership_metrics
+from diffence_plugin.attacks.adaptive import (
+    PERTURBATIONS,
+    averaged_release,
+    combine,
+    input_relevance,
+    label_only_lira,
+    label_survival,
+    local_contrast,
+    perturbed_copies,
+    recovery,
+)
+from diffence_plugin.attacks.metrics import membership_metrics
 from diffence_plugin.randomness import canonical, input_keys, lsh_buckets
 
 from .conftest import LinearClassifier, make_reconstructor

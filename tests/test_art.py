@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-
-from diffence_plugin import Diffence, train_diffusion
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DiffenceClassifier, DiffencePreprocessor
-from diffence_plugin.evaluation.protocol import membership_split
+
+from diffence_plugin import Diffence, train_diffusion
+from diffence_plugin.attacks.roles import membership_split
 from diffence_plugin.data import DigitsMLP
 from diffence_plugin.defenses.training import train_classifier
 
@@ -161,7 +161,7 @@ def test_shadow_models_attack_runs_against_the_wrapper(setup):
 def test_shadow_models_answer_through_the_attackers_diffence(setup, scenario):
     """Defense-aware shadows: every shadow answer is the attacker's Diffence release on that shadow (labels kept,
     probabilities changed), calibrated on that shadow's own training records for scenarios 1 and 2."""
-    from diffence_plugin.evaluation.attacker import ShadowDiffence
+    from diffence_plugin.attacks.attacker import ShadowDiffence
 
     x, y, split, _, defense, target = setup
     rest = np.setdiff1d(np.arange(len(x)), split.members)[200:240]
@@ -227,6 +227,7 @@ def test_an_art_estimator_can_stand_for_its_model_and_anything_else_is_named():
     """``Diffence.calibrate(art_classifier, ...)`` and every other classifier argument accept an ART estimator
     (its torch module is used); a non-callable object is a TypeError that says what to pass."""
     from diffence_plugin.adapters.art_attacks import probability_classifier
+
     from diffence_plugin.classify import as_classifier
 
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-
-from diffence_plugin import Diffence
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DiffenceClassifier
 from diffence_plugin.adapters.art_reference_attacks import LiRAAttack, RMIAAttack
-from diffence_plugin.evaluation import ReferenceRecipe, membership_split
+from sklearn.metrics import roc_auc_score
+
+from diffence_plugin import Diffence
+from diffence_plugin.attacks import ReferenceRecipe, membership_split
 
 from .conftest import make_reconstructor
 

@@ -8,14 +8,19 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
+from diffence_plugin.audit.plan import ConfigError, read_config_file, resolve
+from diffence_plugin.audit.run import run_plan as run_audit
+from diffence_plugin.audit.stages.prepare import (
+    build_split,
+    check_target,
+    load_data,
+    load_target,
+    nb_classes_of,
+)
 from diffence_plugin.cli import main
-from diffence_plugin.evaluation.engine import run_plan as run_audit
-from diffence_plugin.evaluation.plan import ConfigError, read_config_file, resolve
-from diffence_plugin.evaluation.prepare import (build_split, check_target, load_data, load_target,
-                                                nb_classes_of)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,7 +303,7 @@ def test_an_overwrite_stopped_by_ctrl_c_leaves_no_old_results_and_its_rerun_resu
     """``--overwrite`` clears the folder before writing the new record, so a run stopped by Ctrl-C leaves its own
     config.json and finished stages but none of the old run's results; the same command without ``--overwrite``
     resumes it, and every stage logs a timestamped start line and its duration."""
-    import diffence_plugin.evaluation.engine as engine
+    import diffence_plugin.audit.run as audit_run
 
     out = tmp_path / "run"
     out.mkdir()
@@ -308,17 +313,17 @@ def test_an_overwrite_stopped_by_ctrl_c_leaves_no_old_results_and_its_rerun_resu
     raw = _config(trained, attacks={"art": []})
     raw["defenses"] = raw["defenses"][:1]
     plan.write_text(json.dumps(raw))
-    attack = engine.attack
+    attack = audit_run.attack
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "attack", ctrl_c)
+    monkeypatch.setattr(audit_run, "attack", ctrl_c)
     argv = ["evaluate", str(plan), "--out", str(out), "--no-progress"]
     assert main(argv + ["--overwrite"]) == 1
     assert "interrupted; what was finished is kept" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "reference-cache", "stages"]  # no old results
-    monkeypatch.setattr(engine, "attack", attack)
+    monkeypatch.setattr(audit_run, "attack", attack)
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "resuming the unfinished run" in err and (out / "results.json").is_file()

@@ -8,8 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from diffence_plugin.evaluation.plan import ConfigError, load_preset
-from diffence_plugin.evaluation.protocol import ROLES, flip_labels, membership_split, roles_from_members, shuffle_pixels
+from diffence_plugin.attacks.roles import (
+    ROLES,
+    flip_labels,
+    membership_split,
+    roles_from_members,
+    shuffle_pixels,
+)
+from diffence_plugin.audit.plan import ConfigError, load_preset
 
 from .test_engine import DEMO_TOY
 
@@ -97,7 +103,8 @@ def test_pixel_shuffled_canaries_change_only_their_images_and_are_audited_apart(
     """``canary_kind = "shuffled_pixels"``: the canaries' images are replaced by their shuffled pixels (the
     out-of-distribution kind), every label and every other image is kept, and the canaries get their own rows
     and report section, named by kind."""
-    from diffence_plugin.evaluation.engine import read_inputs, run_plan
+    from diffence_plugin.audit.run import run_plan
+    from diffence_plugin.audit.stages.prepare import read_inputs
 
     toy = DEMO_TOY + ["roles.canaries=12", 'roles.canary_kind="shuffled_pixels"', "attacks.art=[]",
                       f"run.out={json.dumps(str(tmp_path / 'c'))}"]
@@ -123,7 +130,8 @@ def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
     references on the flipped labels, keeps the canaries out of the average-case rows and audits them in
     their own rows (LiRA, RMIA and the chosen attack, with changes from the undefended canary row), written to
     results.json and the report."""
-    from diffence_plugin.evaluation.engine import read_inputs, run_plan
+    from diffence_plugin.audit.run import run_plan
+    from diffence_plugin.audit.stages.prepare import read_inputs
 
     toy = DEMO_TOY + ["roles.canaries=12", 'attacks.art=["bb_rf"]', f"run.out={json.dumps(str(tmp_path / 'c'))}"]
     plan = load_preset("demo", toy)
@@ -152,7 +160,7 @@ def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
 def test_canaries_that_do_not_fit_are_named(tmp_path):
     """Too many canaries for the members, a single one, or canaries with a loaded target (which never trained
     on their flipped labels) is a plan error naming the field."""
-    from diffence_plugin.evaluation.engine import read_inputs
+    from diffence_plugin.audit.stages.prepare import read_inputs
 
     with pytest.raises(ConfigError, match=r"\[roles\]: the member roles need 101 members"):
         load_preset("demo", DEMO_TOY + ["roles.canaries=51"])

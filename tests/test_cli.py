@@ -14,7 +14,7 @@ def test_the_cli_shows_each_progress_line_once_even_with_a_root_handler(capsys):
     root.addHandler(handler)
     try:
         _log_to_stderr()
-        logging.getLogger("diffence_plugin.evaluation").info("one line")
+        logging.getLogger("diffence_plugin.attacks").info("one line")
     finally:
         root.removeHandler(handler)
         logging.getLogger("diffence_plugin").propagate = True

@@ -143,8 +143,8 @@ def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
     LiRA, RMIA, the utility columns and the report, like every run."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.audit.plan import load_preset
+    from diffence_plugin.audit.run import run_plan
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
@@ -174,8 +174,8 @@ def test_the_frontier_preset_is_the_cpu_preset_at_three_reconstruction_costs(tmp
     it runs through the engine with LiRA and a paired change for every setting."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.audit.plan import load_preset
+    from diffence_plugin.audit.run import run_plan
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
@@ -211,8 +211,8 @@ def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_siz
     one DDIM step at T = 100) and labels only; at toy size, with RelaxLoss training as the issue's training-time defense, it writes canary rows."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.audit.plan import load_preset
+    from diffence_plugin.audit.run import run_plan
 
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
@@ -251,8 +251,8 @@ def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_
     attacker's references trained with it too), every row is defense-aware and keeps the labels."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.audit.plan import load_preset
+    from diffence_plugin.audit.run import run_plan
 
     write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
@@ -335,9 +335,9 @@ def test_the_public_preset_is_the_cpu_preset_with_its_ddpms_on_public_data_and_r
     no evaluation, canary or attacker record."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import load_preset
-    from diffence_plugin.evaluation.prepare import build_split
+    from diffence_plugin.audit.plan import load_preset
+    from diffence_plugin.audit.run import run_plan
+    from diffence_plugin.audit.stages.prepare import build_split
 
     write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)

@@ -8,11 +8,15 @@ import re
 import numpy as np
 import pytest
 
+from diffence_plugin.attacks.metrics import membership_metrics
+from diffence_plugin.audit.plan import load_preset
+from diffence_plugin.audit.run import run_plan
 from diffence_plugin.cli import main
-from diffence_plugin.evaluation.engine import run_plan
-from diffence_plugin.evaluation.plan import load_preset
-from diffence_plugin.evaluation.metrics import membership_metrics
-from diffence_plugin.evaluation.report import format_attack_table, format_table, format_utility_table
+from diffence_plugin.report import (
+    format_attack_table,
+    format_table,
+    format_utility_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +226,12 @@ def test_report_html_numbers_equal_results_json(demo_results):
 
 
 def test_ctrl_c_prints_one_line_keeps_the_folder_and_exits_1(tmp_path, capsys, monkeypatch):
-    import diffence_plugin.evaluation.engine as engine
+    import diffence_plugin.audit.run as audit_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "defend", interrupted)  # after the target and the DDPM are trained
+    monkeypatch.setattr(audit_run, "defend", interrupted)  # after the target and the DDPM are trained
     assert main(["demo", "--out", str(tmp_path / "out"), "--no-progress", "--ddpm-steps", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()  # the phase log lines, then one line for the interrupt
     assert "interrupted" in err[-1] and sum("interrupted" in line for line in err) == 1
@@ -247,14 +251,15 @@ def test_phi_histograms_keep_one_hot_releases_off_the_shared_axis(tmp_path):
     the shared phi axis until every other panel is one bar."""
     import matplotlib
 
-    from diffence_plugin.evaluation.report import _one_value, plot_phi_histograms
+    from diffence_plugin.audit.stages.write import released_phi
+    from diffence_plugin.report.plots import _one_value, plot_phi_histograms
 
     rng = np.random.default_rng(0)
     soft = rng.dirichlet(np.ones(10), size=40)
     onehot = np.eye(10)[rng.integers(0, 10, 40)]
     released = {"undefended": {"eval_members": soft, "eval_nonmembers": soft[::-1].copy()},
                 "labels_only": {"eval_members": onehot, "eval_nonmembers": onehot}}
-    path = plot_phi_histograms(released, tmp_path / "phi.png")
+    path = plot_phi_histograms(released_phi(released), tmp_path / "phi.png")
     assert path.stat().st_size > 1000 and matplotlib.get_backend().lower() == "agg"
     assert _one_value({"a": np.full(3, 7.0), "b": np.full(2, 7.0)}) == 7.0
     assert _one_value({"a": np.array([1.0, 2.0])}) is None

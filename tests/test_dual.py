@@ -9,14 +9,23 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-
-from diffence_plugin import Diffence, DualReconstructor, Reconstructor, train_diffusion
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DiffenceClassifier, DiffencePreprocessor
-from diffence_plugin.diffusion import TeacherTargets, disjoint_halves, train_distilled, train_dual
-from diffence_plugin.evaluation.diffusion_attacks import (diffusion_audit, noise_errors, reconstruction_errors,
-                                                          secmi_errors)
-from diffence_plugin.plugins import DefensePipeline
+
+from diffence_plugin import Diffence, DualReconstructor, Reconstructor, train_diffusion
+from diffence_plugin.attacks.diffusion_attacks import (
+    diffusion_audit,
+    noise_errors,
+    reconstruction_errors,
+    secmi_errors,
+)
+from diffence_plugin.defenses.pipeline import DefensePipeline
+from diffence_plugin.diffusion import (
+    TeacherTargets,
+    disjoint_halves,
+    train_distilled,
+    train_dual,
+)
 
 from .conftest import LinearClassifier
 
@@ -207,7 +216,7 @@ def _zero_noise_model(seed: int = 0) -> Reconstructor:
 def test_noise_error_of_a_zero_predictor_is_the_mean_square_of_the_drawn_noise(data):
     rec = _zero_noise_model()
     errors = noise_errors(rec, data[:5], (10, 50), repeats=3, seed=4)
-    from diffence_plugin.evaluation.diffusion_attacks import _noise
+    from diffence_plugin.attacks.diffusion_attacks import _noise
 
     for j in range(2):
         want = np.mean([(_noise((5, 1, 8, 8), 4, 1000 * j + r) ** 2).flatten(1).mean(1).numpy() for r in range(3)], 0)

@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffence_plugin.audit.plan import (
+    ConfigError,
+    apply_overrides,
+    load_plan,
+    load_preset,
+    read_config_file,
+    resolve,
+)
+from diffence_plugin.audit.run import run_plan
 from diffence_plugin.cli import main
-from diffence_plugin.evaluation.engine import run_plan
-from diffence_plugin.evaluation.plan import ConfigError, apply_overrides, load_plan, load_preset, read_config_file, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = json.loads((Path(__file__).parent / "fixtures" / "engine_equivalence.json").read_text())
@@ -106,7 +113,7 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
 
 
 def test_compare_pairs_two_runs_of_the_same_records(demo_twice, tmp_path, capsys):
-    from diffence_plugin.evaluation.compare import compare_results, load_results
+    from diffence_plugin.report.compare import compare_results, load_results
 
     first, second = (load_results(r.out) for r in demo_twice)
     assert first["records"]["evaluation"] == second["records"]["evaluation"]
@@ -145,7 +152,7 @@ def test_compare_pairs_two_runs_of_the_same_records(demo_twice, tmp_path, capsys
 
 
 def test_compare_refuses_runs_of_other_records_and_files_that_are_no_results(demo_twice, tmp_path, capsys):
-    from diffence_plugin.evaluation.compare import compare_results, load_results
+    from diffence_plugin.report.compare import compare_results, load_results
 
     first = load_results(demo_twice[0].out)
     other = json.loads(json.dumps(first))
@@ -252,21 +259,21 @@ def test_dry_run_prints_the_work_and_writes_nothing(tmp_path, capsys):
 def test_a_stopped_run_resumes_without_retraining_and_gives_the_same_rows(demo_twice, tmp_path, monkeypatch):
     """Stopped in the attack stage, then started again with the same plan: the target, both DDPMs and the
     reference models are loaded from the run folder (no training call at all), and the rows are the same."""
+    import diffence_plugin.audit.run as audit_run
     import diffence_plugin.defenses.training as training
     import diffence_plugin.diffusion as diffusion
-    import diffence_plugin.evaluation.engine as engine
 
     out = tmp_path / "stopped"
     plan = load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(out))}"])
-    attack = engine.attack
+    attack = audit_run.attack
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "attack", stop)
+    monkeypatch.setattr(audit_run, "attack", stop)
     with pytest.raises(KeyboardInterrupt):
         run_plan(plan, log=lambda *a: None)
-    monkeypatch.setattr(engine, "attack", attack)
+    monkeypatch.setattr(audit_run, "attack", attack)
     assert (out / "config.json").is_file() and not (out / "results.json").exists()
     calls = {"target": 0, "ddpm": 0}
     train_target, train_diffusion = training.train_target, diffusion.train_diffusion
@@ -287,7 +294,7 @@ def test_a_stopped_run_resumes_without_retraining_and_gives_the_same_rows(demo_t
 
 
 def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, tmp_path):
-    from diffence_plugin.evaluation.stages import claim_folder
+    from diffence_plugin.audit.store import claim_folder
 
     finished = demo_twice[0].out
     plan = load_preset("demo", DEMO_TOY + FORMER + [f"run.out={json.dumps(str(finished))}"])
@@ -313,7 +320,7 @@ def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, t
 def test_every_plan_field_is_read_by_the_engine():
     """No dead keys: each key of the schema is read by a stage (prepare, engine, stages, the attack families),
     not only validated."""
-    from diffence_plugin.evaluation.plan import SECTIONS
+    from diffence_plugin.audit.plan import SECTIONS
 
     package = ROOT / "diffence_plugin" / "evaluation"
     source = "".join((package / f"{name}.py").read_text() for name in ("prepare", "engine", "stages", "families"))
@@ -362,7 +369,7 @@ def test_reconstruct_bf16_reconstructs_under_bf16_for_the_defender_and_the_attac
 
     import torch
 
-    from diffence_plugin.evaluation.engine import run_stages
+    from diffence_plugin.audit.run import run_stages
 
     toy = DEMO_TOY + ['attacks.art=["bb_rf"]']
     staged = {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from diffence_plugin.evaluation.metrics import (
+from diffence_plugin.attacks.metrics import (
     FPR_LEVELS,
     _tpr_rows,
     accuracy,
@@ -17,7 +16,11 @@ from diffence_plugin.evaluation.metrics import (
     fit_threshold,
     membership_metrics,
 )
-from diffence_plugin.evaluation.threshold import THRESHOLD_ATTACKS, fit_class_thresholds, threshold_attacks
+from diffence_plugin.attacks.threshold import (
+    THRESHOLD_ATTACKS,
+    fit_class_thresholds,
+    threshold_attacks,
+)
 
 
 def test_perfectly_separable_scores_give_perfect_metrics():

@@ -15,9 +15,14 @@ import pytest
 import torch
 
 from diffence_plugin import Diffence
-from diffence_plugin.evaluation.executor import LocalExecutor, candidates_in_shards, get_executor, shards
-from diffence_plugin.evaluation.lira import LiRA, logit_confidence
-from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+from diffence_plugin.attacks.lira import LiRA, logit_confidence
+from diffence_plugin.attacks.references import ReferenceRecipe, train_references
+from diffence_plugin.audit.executor import (
+    LocalExecutor,
+    candidates_in_shards,
+    get_executor,
+    shards,
+)
 
 from .conftest import LinearClassifier, make_reconstructor
 
@@ -138,7 +143,7 @@ def test_a_killed_worker_is_retried_and_the_results_do_not_change(ray_executor, 
             _time.sleep(120)  # killed from outside long before this ends
         return base.train(a, b, seed)
 
-    from diffence_plugin.evaluation.references import reference_seed
+    from diffence_plugin.attacks.references import reference_seed
 
     victim_seed = reference_seed(5, 2)
     recipe = ReferenceRecipe(train=train, key=base.key, build=base.build)

@@ -7,10 +7,10 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from diffence_plugin.evaluation.lira import LiRA, logit_confidence
-from diffence_plugin.evaluation.metrics import membership_metrics
-from diffence_plugin.evaluation.references import in_masks, reference_seed
-from diffence_plugin.evaluation.rmia import RMIA, fit_offline_a, marginal
+from diffence_plugin.attacks.lira import LiRA, logit_confidence
+from diffence_plugin.attacks.metrics import membership_metrics
+from diffence_plugin.attacks.references import in_masks, reference_seed
+from diffence_plugin.attacks.rmia import RMIA, fit_offline_a, marginal
 
 
 def test_logit_confidence_is_exact_near_one_and_matches_the_definition():
@@ -170,7 +170,7 @@ def test_in_masks_are_balanced_and_seeds_depend_on_index_only():
 def test_reference_models_are_cached_and_a_damaged_entry_is_retrained(tmp_path, digits):
     import torch
 
-    from diffence_plugin.evaluation.references import ReferenceRecipe, train_references
+    from diffence_plugin.attacks.references import ReferenceRecipe, train_references
 
     x, y = digits
     base = ReferenceRecipe.from_training("digits_mlp", 10, 1, epochs=1, batch_size=64)
@@ -194,7 +194,7 @@ def test_reference_models_are_cached_and_a_damaged_entry_is_retrained(tmp_path, 
 def test_an_attack_is_scored_on_all_its_records_at_once():
     """LiRA's global variance pools over the candidates scored together; members and non-members scored
     in separate calls would each get their own variance and incomparable scores (a bug this guards)."""
-    from diffence_plugin.evaluation.attacks import Sets, scored_attack
+    from diffence_plugin.attacks.scoring import Sets, scored_attack
 
     rng = np.random.default_rng(0)
     records = rng.permutation(600)
@@ -215,8 +215,8 @@ def test_an_attack_is_scored_on_all_its_records_at_once():
 def _label_world(seed: int = 0, q_high: float = 0.9):
     """Records whose OUT models are right with probability q (their difficulty) and IN models always; the target
     is right on every member and on a non-member with its q. Answers put 0.7 on the predicted class."""
-    from diffence_plugin.evaluation.attacker import AttackerView
-    from diffence_plugin.evaluation.protocol import ROLES, membership_split
+    from diffence_plugin.attacks.attacker import AttackerView
+    from diffence_plugin.attacks.roles import ROLES, membership_split
 
     rng = np.random.default_rng(seed)
     total, k, r = 1200, 3, 8
@@ -242,8 +242,8 @@ def test_lira_on_the_labels_reads_nothing_but_the_labels_and_is_lira_on_a_labels
     """The label view of a release that keeps every label but flattens its scores (HAMP's output kind) scores
     exactly as that of the soft release, and as LiRA on the ``labels_only`` release against references
     reduced to labels: a floor no label-keeping release can hide below."""
-    from diffence_plugin.evaluation.attacker import top1
-    from diffence_plugin.evaluation.families import Context, LabelViewFamily, LiRAFamily
+    from diffence_plugin.attacks.attacker import top1
+    from diffence_plugin.attacks.families import Context, LabelViewFamily, LiRAFamily
 
     released, y, split, view = _label_world()
     flat = {role: 0.2 * top1(p) + 0.8 / p.shape[1] for role, p in released.items()}
@@ -264,8 +264,8 @@ def test_lira_on_the_labels_reads_nothing_but_the_labels_and_is_lira_on_a_labels
 
 
 def test_the_label_view_is_in_every_audit_with_references_unless_turned_off():
-    from diffence_plugin.evaluation.families import plan_families
-    from diffence_plugin.evaluation.plan import load_preset
+    from diffence_plugin.attacks.families import plan_families
+    from diffence_plugin.audit.plan import load_preset
 
     names = [f.name for f in plan_families(load_preset("demo"))]
     assert names[:4] == ["threshold", "lira", "rmia", "labels"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from diffence_plugin import DefensePipeline, Diffence, MemGuard
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DefendedClassifier
 from diffence_plugin.adapters.art_plugins import OneHotLabels
+
+from diffence_plugin import DefensePipeline, Diffence, MemGuard
 from diffence_plugin.defenses.memguard import sorted_features
 
 from .conftest import LinearClassifier, make_reconstructor

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from diffence_plugin import DefensePipeline, get_defenses, get_plugin_manager, hookimpl
-from diffence_plugin.plugins import LOAD_PLUGINS_ENV
+from diffence_plugin.registry import LOAD_PLUGINS_ENV
 
 from .conftest import make_reconstructor
 
@@ -45,12 +45,21 @@ def test_builtin_and_art_defenses_are_registered(monkeypatch):
         assert registry[name].stage == "post_inference"
 
 
-def test_allow_list_restricts_entry_points(monkeypatch):
+def test_allow_list_restricts_other_distributions_entry_points(example_installed, monkeypatch):
+    """The built-ins and diffence-plugin's own adapters (entry points art, art_attacks, ray) always load; the
+    allow-list filters every other distribution's plugins by entry-point name."""
+    from diffence_plugin.registry import get_attacks, get_executors
+
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
-    builtins = {"diffence", "memguard", "hamp_output", "labels_only", "none", "dpsgd", "relaxloss", "hamp", "selena", "advreg"}
-    assert set(get_defenses()) == builtins
-    monkeypatch.setenv(LOAD_PLUGINS_ENV, "art")
-    assert "rounded" in get_defenses()
+    builtins = {"diffence", "memguard", "hamp_output", "labels_only", "none", "dpsgd", "relaxloss", "hamp", "selena",
+                "advreg"}
+    art = {"high_confidence", "reverse_sigmoid", "rounded", "gaussian_noise", "class_labels"}
+    assert set(get_defenses()) == builtins | art
+    assert "art" in get_attacks() and "ray" in get_executors()
+    names = {name for name, _ in get_plugin_manager().list_name_plugin()}
+    assert names == {"diffence_plugin.builtin", "art", "art_attacks", "ray"}
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "example")
+    assert "temperature" in get_defenses()
 
 
 def test_third_party_plugin_is_found_and_usable_by_name(example_installed, classifier, images):
@@ -138,9 +147,9 @@ def test_a_plugins_attack_and_executor_are_looked_up_by_name(monkeypatch, tmp_pa
     under the audit's protocol; executors come from the registry too (local, and ray from its adapter)."""
     import json
 
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import ConfigError, load_preset
-    from diffence_plugin.plugins import get_attacks, get_executors, manager
+    from diffence_plugin.audit.plan import ConfigError, load_preset
+    from diffence_plugin.audit.run import run_plan
+    from diffence_plugin.registry import get_attacks, get_executors, manager
 
     assert {"local", "ray"} <= set(get_executors())
     monkeypatch.setattr(manager, "DEFAULT_PLUGINS", manager.DEFAULT_PLUGINS + ("tests.attack_plugin",))
@@ -171,10 +180,10 @@ def test_a_plugins_dataset_and_zoo_model_are_audited_by_name(monkeypatch, tmp_pa
     ``diffence plugins`` lists both, and without the plugin the plan names what is registered."""
     import json
 
+    from diffence_plugin.audit.plan import ConfigError, load_preset
+    from diffence_plugin.audit.run import run_plan
     from diffence_plugin.cli import main
-    from diffence_plugin.evaluation.engine import run_plan
-    from diffence_plugin.evaluation.plan import ConfigError, load_preset
-    from diffence_plugin.plugins import get_datasets, get_models, manager
+    from diffence_plugin.registry import get_datasets, get_models, manager
 
     assert {"digits", "cifar10", "cifar100", "svhn"} <= set(get_datasets())
     assert {"digits_mlp", "cifar_cnn", "resnet18"} <= set(get_models())
@@ -207,8 +216,8 @@ def test_a_plugins_dataset_and_zoo_model_are_audited_by_name(monkeypatch, tmp_pa
 
 
 def test_every_attack_family_is_registered_by_name_and_declares_its_needs():
-    from diffence_plugin.evaluation.families import Needs, as_family
-    from diffence_plugin.plugins import get_attacks
+    from diffence_plugin.attacks.families import Needs, as_family
+    from diffence_plugin.registry import get_attacks
 
     registry = get_attacks()
     assert {"threshold", "lira", "rmia", "art"} <= set(registry)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffence_plugin.evaluation.engine import ddpm_records
-from diffence_plugin.evaluation.plan import ConfigError, load_preset
-from diffence_plugin.evaluation.protocol import ROLES, membership_split, roles_from_members
+from diffence_plugin.attacks.roles import ROLES, membership_split, roles_from_members
+from diffence_plugin.audit.plan import ConfigError, load_preset
+from diffence_plugin.audit.stages.prepare import ddpm_records
 
 from .test_engine import DEMO_TOY
 
@@ -70,7 +70,7 @@ def test_the_public_preset_at_full_size_trains_on_31000_records_none_of_them_sco
     attacker's pool (its references' fill and, for the members-only comparison, its DDPM's 5,000)."""
     import json
 
-    from diffence_plugin.evaluation.prepare import build_split
+    from diffence_plugin.audit.stages.prepare import build_split
 
     plan = load_preset("cifar10-public", [f"data.folder={json.dumps(str(tmp_path))}"])
     split = build_split(plan, 50_000)

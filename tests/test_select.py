@@ -10,8 +10,17 @@ import torch
 from scipy.stats import chisquare, kstest
 
 from diffence_plugin import Diffence
-from diffence_plugin.select import (ORIGINAL, label_matches, phi, pick_eligible, pick_stable, pick_uniform,
-                                    priorities, select, select_in_interval)
+from diffence_plugin.select import (
+    ORIGINAL,
+    label_matches,
+    phi,
+    pick_eligible,
+    pick_stable,
+    pick_uniform,
+    priorities,
+    select,
+    select_in_interval,
+)
 
 from .conftest import LinearClassifier, make_reconstructor
 

@@ -7,15 +7,21 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from diffence_plugin import DefensePipeline, Diffence
 from diffence_plugin.adapters import art_attacks
 from diffence_plugin.adapters.art import DiffenceClassifier
-from diffence_plugin.data.cifar_models import DenseNet121, ResNet18
+
+from diffence_plugin import DefensePipeline, Diffence
+from diffence_plugin.attacks.roles import membership_split
 from diffence_plugin.cli import main
-from diffence_plugin.evaluation.protocol import membership_split
+from diffence_plugin.data.cifar_models import DenseNet121, ResNet18
 from diffence_plugin.defenses.hamp_output import HAMPOutput
-from diffence_plugin.defenses.training import build_model, load_target, save_target, to_plain_model, train_target
+from diffence_plugin.defenses.training import (
+    build_model,
+    load_target,
+    save_target,
+    to_plain_model,
+    train_target,
+)
 from diffence_plugin.defenses.training.defenses import hamp_soft_label_confidence
 
 from .conftest import make_reconstructor, onehot

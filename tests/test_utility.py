@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from diffence_plugin.attacks.utility import (
+    NLL_FLOOR,
+    brier_score,
+    expected_calibration_error,
+    negative_log_likelihood,
+    utility_metrics,
+)
 from diffence_plugin.defenses import LabelsOnly
-from diffence_plugin.evaluation.utility import (NLL_FLOOR, brier_score, expected_calibration_error,
-                                                negative_log_likelihood, utility_metrics)
 
 
 def test_a_correct_one_hot_release_is_perfectly_calibrated():
@@ -81,7 +86,7 @@ def test_labels_only_releases_the_one_hot_top_label():
 
 
 def test_labels_only_is_a_registered_post_inference_defense():
-    from diffence_plugin.plugins import DefensePipeline
+    from diffence_plugin.defenses.pipeline import DefensePipeline
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     pipeline = DefensePipeline.from_names("labels_only", classifier=model)

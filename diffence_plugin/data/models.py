@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .cifar_models import DenseNet121, ResNet18
+from diffence_plugin.data.cifar_models import DenseNet121, ResNet18
 
 
 class DigitsCNN(nn.Module):
@@ -70,7 +70,7 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
 def zoo() -> dict[str, Callable[[int, int], nn.Module]]:
     """Every zoo architecture by name: the built-in ``MODELS`` and those plugins register
     (``diffence_register_models``)."""
-    from ..plugins.manager import get_models
+    from diffence_plugin.registry.manager import get_models
 
     return get_models()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..classify import Classifier, probabilities
-from ..randomness import input_generators
+from diffence_plugin.classify import Classifier, probabilities
+from diffence_plugin.randomness import input_generators
 
 
 class HAMPOutput:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..randomness import input_generators
+from diffence_plugin.randomness import input_generators
 
 
 def sorted_features(probs: torch.Tensor) -> torch.Tensor:

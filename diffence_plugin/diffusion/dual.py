@@ -14,9 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..reconstruct import DualReconstructor, Reconstructor, check_pair, split_record
-from ..validation import as_image_batch
-from .train import train_diffusion
+from diffence_plugin.diffusion.train import train_diffusion
+from diffence_plugin.reconstruct import (
+    DualReconstructor,
+    Reconstructor,
+    check_pair,
+    split_record,
+)
+from diffence_plugin.validation import as_image_batch
 
 HALVES = ("a", "b")
 

@@ -21,8 +21,12 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..reconstruct import Reconstructor, default_scheduler, tiny_unet_config
-from ..validation import as_image_batch
+from diffence_plugin.reconstruct import (
+    Reconstructor,
+    default_scheduler,
+    tiny_unet_config,
+)
+from diffence_plugin.validation import as_image_batch
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,16 @@ import time
 import numpy as np
 import torch
 
-from ...data.models import MODELS, OnDevice, build_model
-from .common import TrainedTarget, accuracy_of, as_tensors, load_target, save_target, train_classifier
-from .dpsgd import DPSGD, to_plain_model
+from diffence_plugin.data.models import MODELS, OnDevice, build_model
+from diffence_plugin.defenses.training.common import (
+    TrainedTarget,
+    accuracy_of,
+    as_tensors,
+    load_target,
+    save_target,
+    train_classifier,
+)
+from diffence_plugin.defenses.training.dpsgd import DPSGD, to_plain_model
 
 TRAINING_DEFENSES = ("none", "dpsgd", "relaxloss", "hamp", "selena", "advreg")
 
@@ -33,7 +40,7 @@ def train_target(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, 
         The trained plain model (no opacus hooks) with its metrics: train/test accuracy, seconds, and for
         DP-SGD the spent epsilon.
     """
-    from ...plugins import get_defenses
+    from diffence_plugin.registry import get_defenses
 
     registry = get_defenses(plugin_manager)
     entry = registry.get(defense)

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ...data.models import build_model
-from ...validation import read_json_object
+from diffence_plugin.data.models import build_model
+from diffence_plugin.validation import read_json_object
 
 FORMAT = "diffence-target"
 
@@ -130,7 +130,7 @@ def load_target(path: str | Path) -> TrainedTarget:
 
 def as_tensors(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated float32 images and int64 labels."""
-    from ...validation import as_image_batch
+    from diffence_plugin.validation import as_image_batch
 
     xt = as_image_batch(x)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)

@@ -13,8 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...data.models import reinitialised
-from .common import check_schedule, cross_entropy_loss, run_epochs
+from diffence_plugin.data.models import reinitialised
+from diffence_plugin.defenses.training.common import (
+    check_schedule,
+    cross_entropy_loss,
+    run_epochs,
+)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
