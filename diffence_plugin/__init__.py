@@ -3,11 +3,11 @@ PyTorch and ART, with a membership audit (threshold attacks, LiRA, RMIA, ART's a
 
 Pipeline: input -> reconstruct (``reconstruct.py``) -> classify (``classify.py``) -> select (``select.py``)
 -> output, tied together by ``Diffence`` (``defense.py``), all at the top of the package. Other concerns
-live in their own wings: ``defenses`` (MemGuard, HAMP, training-time defenses), ``plugins`` (pluggy hooks,
-``DefensePipeline``), ``evaluation`` (protocol, metrics, attacks, reports), ``data`` (datasets, model zoo),
-``diffusion`` (DDPM training, DualMD's pair and DistillMD's student); the audit engine that every command
-runs is ``evaluation.engine``, and the demo and CIFAR presets are plan files in ``presets``.
-ART integration lives in ``diffence_plugin.adapters``; the core never imports ART.
+live in their own wings (docs/architecture.md): ``registry`` (pluggy hooks and the plugin manager),
+``diffusion``, ``data``, ``defenses`` (post-inference and training-time defenses, ``DefensePipeline``),
+``attacks``, ``audit`` (the plan, the stages and the run behind every command), ``report``, ``cli``, and
+``builtin``, which registers the built-ins. ART and Ray live in ``diffence_plugin.adapters``, registered by
+entry points; the core never imports them.
 
 The names below are imported on first use, so that ``diffence --help`` does not load torch.
 """

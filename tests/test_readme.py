@@ -1,4 +1,5 @@
-"""The README's Python examples each run as written, alone, in a fresh namespace."""
+"""The README's and the docs' Python examples each run as written, alone, in a fresh namespace; the README
+stays short; the plan reference is the one the schema generates."""
 
 from __future__ import annotations
 
@@ -7,18 +8,33 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
-def test_the_readme_has_its_examples():
-    assert len(BLOCKS) >= 4
+def test_the_readme_and_the_docs_have_their_examples():
+    assert sum(page == README for page, _ in BLOCKS) >= 2 and len(BLOCKS) >= 6
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs_alone(index, capsys):
-    namespace: dict = {"__name__": f"readme_block_{index}"}
-    exec(compile(BLOCKS[index], f"{README}:block{index}", "exec"), namespace)
+def test_the_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 210
+
+
+def test_the_plan_reference_is_generated_from_the_schema():
+    from diffence_plugin.audit.plan.reference import plan_reference
+
+    assert (ROOT / "docs" / "plan-reference.md").read_text() == plan_reference(), \
+        "docs/plan-reference.md is stale: python -m diffence_plugin.audit.plan.reference > docs/plan-reference.md"
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"{p.relative_to(ROOT)}-{i}" for i, (p, _) in
+                                                          enumerate(BLOCKS)])
+def test_example_runs_alone(index, capsys):
+    page, block = BLOCKS[index]
+    namespace: dict = {"__name__": f"example_block_{index}"}
+    exec(compile(block, f"{page}:block{index}", "exec"), namespace)
     out = capsys.readouterr().out
     if "flagged as members" in out:  # the ART block prints both rates, members and non-members
         rates = re.findall(r"([0-9.]+) of (?:members|non-members)", out)

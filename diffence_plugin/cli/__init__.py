@@ -4,7 +4,7 @@ Every argument is validated before any work starts. Exit codes: 0 success, 2 usa
 a refused output folder), 1 anything else (bad data, a failed run, Ctrl-C). Output folders must be empty
 unless ``--overwrite`` is given; an audit's folder is made once its plan and data are checked, before any
 training, so an interrupted run keeps what it finished. ``demo``, ``evaluate`` and ``reproduce`` all run a
-plan through the one engine (``evaluation.engine``).
+plan through the one engine (``audit.run``).
 torch, diffusers and ART are imported only when a command runs, so ``--help`` answers at once.
 """
 

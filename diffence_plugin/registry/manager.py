@@ -91,7 +91,7 @@ def _registry(hook: pluggy.HookCaller, what: str) -> dict[str, Callable[..., Any
 
 def get_attacks(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[..., Any]]:
     """Every membership attack family registered (``diffence_register_attacks``: threshold, lira, rmia, art
-    and the plugins' own), by name; ``evaluation.families.as_family`` makes each a family."""
+    and the plugins' own), by name; ``attacks.families.as_family`` makes each a family."""
     return _registry((pm or get_plugin_manager()).hook.diffence_register_attacks, "attack")
 
 

@@ -1,7 +1,7 @@
 """The plan of one membership audit: a validated table (TOML or JSON) that says everything a run does.
 
 ``diffence evaluate CONFIG``, ``diffence demo`` and ``diffence reproduce`` all run a plan through the one
-engine (``evaluation.engine``); the demo and the CIFAR presets are plan files shipped in
+engine (``audit.run``); the demo and the CIFAR presets are plan files shipped in
 ``diffence_plugin/presets``. A plan names the data and the members, the target (weights to load, or a
 recipe to train it), the defender's diffusion model (a folder to load, or how to train it), the defenses by
 registered name (a list of names is a pipeline), the attacker (reference models, its own DDPM, which attacks)
