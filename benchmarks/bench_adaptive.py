@@ -13,7 +13,7 @@ noise-robustness attack, alone and combined with the soft-label LiRA.
         --data ../shared/data/cifar10 --flat-modes lsh --flat-pick stable    # about 14 h on 2 CPU cores
 
 The target, the defender's DDPM, the attacker's references, its own DDPM and its copy of each scenario come
-from the audit engine's first three stages on the preset, the demo by default (``engine.run_stages``; kept
+from the audit engine's first three stages on the preset, the demo by default (``audit.run.run_stages``; kept
 in ``OUT/engine``, so a rerun trains nothing again). Every figure is scored on the preset's evaluation records (the demo's 150 +
 150); attacks are fitted on the attacker's known records (which it queries the same adaptive way) and chosen
 on its held-out half. LiRA uses the attacker's defense-aware references: answering single queries for the
@@ -55,7 +55,7 @@ from diffence_plugin.attacks.scoring import Sets, scored_attack
 from diffence_plugin.audit.plan import load_preset
 from diffence_plugin.audit.run import run_stages
 from diffence_plugin.outputs import Candidates
-from diffence_plugin.report import machine
+from diffence_plugin.audit.machine import machine
 
 ROLES4 = ("attacker_members", "attacker_nonmembers", "eval_members", "eval_nonmembers")
 DEFENSES = ("undefended", "scenario_1", "scenario_2", "scenario_3")
@@ -133,10 +133,10 @@ def engine_plan(args: argparse.Namespace) -> dict:
     if args.quick:
         overrides += ["diffusion.steps=40", "attacks.references=4", "target.train.epochs=30"]
     plan = load_preset(args.preset, overrides + list(args.set))
-    plan["defenses"] = [d for d in plan["defenses"] if d["label"] in DEFENSES]
+    plan.defenses = [d for d in plan.defenses if d.label in DEFENSES]
     if args.quick:
-        for d in plan["defenses"]:
-            d["options"]["diffence"]["n"] = 6
+        for d in plan.defenses:
+            d.options["diffence"]["n"] = 6
     return plan
 
 
@@ -206,10 +206,10 @@ def main() -> None:
     quiet = dataclasses.replace(split, population=np.zeros(0, dtype=np.int64))  # no RMIA: see the docstring
     s3 = staged.defended.defenses["scenario_3"].diffence
     views = {d: staged.armed.views[""][d] for d in DEFENSES}
-    settings = {"plan": plan["name"], "flat_pick": args.flat_pick, "flat_relevance": args.flat_relevance,
+    settings = {"plan": plan.name, "flat_pick": args.flat_pick, "flat_relevance": args.flat_relevance,
                 "n": s3.config.n, "t": s3.config.t, "k": s3.config.k,
-                "levels": s3.config.levels, "references": plan["attacks"]["references"], "seed": seed,
-                "ddpm_steps": plan["diffusion"]["steps"], "target_epochs": plan["target"]["train"]["epochs"]}
+                "levels": s3.config.levels, "references": plan.attacks.references, "seed": seed,
+                "ddpm_steps": plan.diffusion.steps, "target_epochs": plan.target.train.epochs}
     print(f"setup {time.perf_counter() - start:.0f} s", flush=True)
 
     def evaluate(answers: dict[str, np.ndarray], against: dict | None = None) -> dict:

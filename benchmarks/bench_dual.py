@@ -34,7 +34,8 @@ from diffence_plugin.audit.plan import load_preset
 from diffence_plugin.audit.run import run_plan
 from diffence_plugin.audit.stages.prepare import build_split, load_data, unet_config
 from diffence_plugin.diffusion import train_distilled, train_dual
-from diffence_plugin.report import format_change, machine
+from diffence_plugin.attacks.metrics import format_change
+from diffence_plugin.audit.machine import machine
 
 
 def echo(message: str) -> None:
@@ -57,9 +58,9 @@ def setting(dataset: str, data: str | None, steps: int | None, seed: int):
         timesteps = (10, 20, 40, 60)  # CIFAR: 500 steps, about 3.5 minutes per model here
     x, y, _ = load_data(plan)
     split = build_split(plan, len(x))
-    d, o = plan["diffusion"], plan["defenses"][0]["options"]["diffence"]
-    exp = SimpleNamespace(unet_config=unet_config(plan, x), ddpm_steps=d["steps"], ddpm_batch_size=d["batch_size"],
-                          ddpm_max_timestep=d["max_timestep"], n=o["n"], t=o["t"], k=o["k"], levels=o["levels"])
+    d, o = plan.diffusion, plan.defenses[0].options["diffence"]
+    exp = SimpleNamespace(unet_config=unet_config(plan, x), ddpm_steps=d.steps, ddpm_batch_size=d.batch_size,
+                          ddpm_max_timestep=d.max_timestep, n=o["n"], t=o["t"], k=o["k"], levels=o["levels"])
     return plan, x, y, split, exp, timesteps
 
 
@@ -115,12 +116,12 @@ def plan_with(plan: dict, overrides: list[str], labels: tuple[str, ...]) -> dict
         resolve,
     )
 
-    raw = apply_overrides(read_config_file(preset_path(plan["name"])), [])
+    raw = apply_overrides(read_config_file(preset_path(plan.name)), [])
     raw["defenses"] = [d for d in raw["defenses"] if d.get("label") in labels]
-    keep = [f"run.seed={plan['run']['seed']}", f"roles.seed={plan['roles']['seed']}", "run.progress=false",
-            f"diffusion.steps={plan['diffusion']['steps']}"]
-    if plan["data"].get("folder"):
-        keep += [f"data.folder={json.dumps(plan['data']['folder'])}", "diffusion.t_choices=[]", "diffence.t=60"]
+    keep = [f"run.seed={plan.run.seed}", f"roles.seed={plan.roles.seed}", "run.progress=false",
+            f"diffusion.steps={plan.diffusion.steps}"]
+    if plan.data.folder:
+        keep += [f"data.folder={json.dumps(plan.data.folder)}", "diffusion.t_choices=[]", "diffence.t=60"]
     return resolve(apply_overrides(raw, keep + overrides), Path.cwd())
 
 

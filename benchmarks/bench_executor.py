@@ -17,7 +17,7 @@ import torch
 from diffence_plugin.attacks.references import ReferenceRecipe, train_references
 from diffence_plugin.audit.executor import LocalExecutor
 from diffence_plugin.data import digits_images
-from diffence_plugin.report import machine
+from diffence_plugin.audit.machine import machine
 
 
 def main() -> None:

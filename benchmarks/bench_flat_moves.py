@@ -22,7 +22,7 @@ from bench_adaptive import DEFENSES, ROLES4, Releases, engine_plan
 
 from diffence_plugin.attacks.adaptive import perturbed_copies
 from diffence_plugin.audit.run import run_stages
-from diffence_plugin.report import machine
+from diffence_plugin.audit.machine import machine
 
 
 def moves(releases: Releases, x: np.ndarray, copies: np.ndarray, threshold: float) -> dict:

@@ -22,7 +22,7 @@ import torch
 from diffence_plugin.attacks.adaptive import perturbed_copies
 from diffence_plugin.data import digits_images
 from diffence_plugin.randomness import experiment_seed, input_keys
-from diffence_plugin.report import machine
+from diffence_plugin.audit.machine import machine
 
 
 def kept(x: np.ndarray, kind: str, size: float, key: str, levels: int, copies: int, seed: int) -> float:

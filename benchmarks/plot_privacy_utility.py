@@ -21,7 +21,7 @@ from pathlib import Path
 
 from diffence_plugin.attacks.metrics import format_change
 from diffence_plugin.report import format_auc, format_tpr
-from diffence_plugin.report.compare import load_results
+from diffence_plugin.audit.results import load_results
 
 SHORT = {"scenario_1": "S1", "scenario_2": "S2", "scenario_3": "S3", "labels_only": "labels", "mean": "mean",
          "memguard": "MG", "diffence+memguard": "S1+MG", "hamp_output": "HO",

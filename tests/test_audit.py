@@ -144,7 +144,7 @@ def test_data_files_are_checked(trained, tmp_path):
     with pytest.raises(ConfigError, match="pickled objects"):
         build_split(cfg, 1797)
     np.save(tmp_path / "outside.npy", np.array([0, 5000]))
-    cfg["members"]["indices"] = str(tmp_path / "outside.npy")
+    cfg.members.indices = str(tmp_path / "outside.npy")
     with pytest.raises(ConfigError, match="reach 5000 but the data has 1797"):
         build_split(cfg, 1797)
 

@@ -109,7 +109,7 @@ def test_pixel_shuffled_canaries_change_only_their_images_and_are_audited_apart(
     toy = DEMO_TOY + ["roles.canaries=12", 'roles.canary_kind="shuffled_pixels"', "attacks.art=[]",
                       f"run.out={json.dumps(str(tmp_path / 'c'))}"]
     plan = load_preset("demo", toy)
-    plan["defenses"] = plan["defenses"][:1]
+    plan.defenses = plan.defenses[:1]
     inputs, original = read_inputs(plan), read_inputs(load_preset("demo", DEMO_TOY))
     canaries = inputs.split.canaries
     assert np.array_equal(inputs.y, original.y)
@@ -135,7 +135,7 @@ def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
 
     toy = DEMO_TOY + ["roles.canaries=12", 'attacks.art=["bb_rf"]', f"run.out={json.dumps(str(tmp_path / 'c'))}"]
     plan = load_preset("demo", toy)
-    plan["defenses"] = plan["defenses"][:1]
+    plan.defenses = plan.defenses[:1]
     inputs = read_inputs(plan)
     original = load_preset("demo", DEMO_TOY)
     y0 = read_inputs(original).y
@@ -146,7 +146,7 @@ def test_a_plan_with_canaries_audits_them_apart_from_the_average_case(tmp_path):
 
     results = run_plan(plan, log=lambda *a: None).results
     assert [r["defense"] for r in results["rows"]] == ["undefended", "scenario_1"]
-    assert results["rows"][0]["best"]["nonmembers"] == plan["roles"]["evaluation"]
+    assert results["rows"][0]["best"]["nonmembers"] == plan.roles.evaluation
     block = results["canaries"]
     assert (block["kind"], block["members"], block["nonmembers"]) == ("flipped_labels", 12, 12)
     rows = {r["defense"]: r for r in block["rows"]}

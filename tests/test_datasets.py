@@ -155,7 +155,7 @@ def test_gpu_preset_runs_the_full_audit_at_toy_size(tmp_path):
         "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf", "bb_loss_rf"]',
         "attacks.attacker_ddpm_records=60", 'run.device="cpu"', "run.progress=false",
         f"data.folder={json.dumps(str(tmp_path))}", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
-    assert plan["target"]["model"] == "resnet18" and plan["run"]["max_batch"] == 8192
+    assert plan.target.model == "resnet18" and plan.run.max_batch == 8192
     results = run_plan(plan, log=lambda *a: None).results
     rows = {r["defense"]: r for r in results["rows"]}
     assert list(rows) == ["undefended", "scenario_1", "scenario_2", "scenario_3", "labels_only"]
@@ -180,7 +180,7 @@ def test_the_frontier_preset_is_the_cpu_preset_at_three_reconstruction_costs(tmp
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
     folder = [f"data.folder={json.dumps(str(tmp_path))}"]
-    cpu, frontier = load_preset("cifar10-cpu", folder), load_preset("cifar10-frontier", folder)
+    cpu, frontier = load_preset("cifar10-cpu", folder).to_dict(), load_preset("cifar10-frontier", folder).to_dict()
     for section in ("data", "members", "roles", "target", "attacks"):
         assert frontier[section] == cpu[section], section
     assert {k: v for k, v in frontier["diffusion"].items() if k != "t_choices"} == \
@@ -217,7 +217,7 @@ def test_the_canaries_preset_is_the_cpu_preset_with_canaries_and_runs_at_toy_siz
     write_npz(tmp_path / "train.npz", images(200), np.arange(200) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
     folder = [f"data.folder={json.dumps(str(tmp_path))}"]
-    cpu, canaries = load_preset("cifar10-cpu", folder), load_preset("cifar10-canaries", folder)
+    cpu, canaries = load_preset("cifar10-cpu", folder).to_dict(), load_preset("cifar10-canaries", folder).to_dict()
     assert canaries["roles"] == {**cpu["roles"], "canaries": 500}
     assert canaries["members"]["count"] == cpu["members"]["count"] + 500
     for section in ("data", "target", "attacks"):
@@ -257,8 +257,8 @@ def test_the_stacking_preset_has_the_public_presets_records_and_runs_a_training_
     write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
     folder = [f"data.folder={json.dumps(str(tmp_path))}"]
-    public = load_preset("cifar10-public", folder + ['diffusion.data="members"'])
-    stacking = load_preset("cifar10-stacking", folder)
+    public = load_preset("cifar10-public", folder + ['diffusion.data="members"']).to_dict()
+    stacking = load_preset("cifar10-stacking", folder).to_dict()
     for section in ("data", "members", "roles", "target", "attacks", "diffusion"):
         assert stacking[section] == public[section], section
     assert [d["label"] for d in stacking["defenses"]] == ["scenario_1", "memguard", "diffence+memguard",
@@ -342,7 +342,7 @@ def test_the_public_preset_is_the_cpu_preset_with_its_ddpms_on_public_data_and_r
     write_npz(tmp_path / "train.npz", images(400), np.arange(400) % 10)
     write_npz(tmp_path / "test.npz", images(20), np.arange(20) % 10)
     folder = [f"data.folder={json.dumps(str(tmp_path))}"]
-    cpu, public = load_preset("cifar10-cpu", folder), load_preset("cifar10-public", folder)
+    cpu, public = load_preset("cifar10-cpu", folder).to_dict(), load_preset("cifar10-public", folder).to_dict()
     assert public["roles"] == {**cpu["roles"], "public": 30000} and public["members"] == cpu["members"]
     for section in ("data", "target", "attacks"):
         assert public[section] == cpu[section], section
@@ -356,7 +356,7 @@ def test_the_public_preset_is_the_cpu_preset_with_its_ddpms_on_public_data_and_r
         "roles.public=150", "target.train.epochs=1", "diffusion.steps=3", "diffusion.batch_size=8",
         "diffusion.width=8", "attacks.references=2", "attacks.selection_draws=2", 'attacks.art=["bb_rf"]',
         "run.progress=false", "run.bootstrap=50", f"run.out={json.dumps(str(tmp_path / 'out'))}"])
-    plan["defenses"] = plan["defenses"][2:3]  # the mean only, the new row: Scenarios 1 and 3 run in other tests
+    plan.defenses = plan.defenses[2:3]  # the mean only, the new row: Scenarios 1 and 3 run in other tests
     split = build_split(plan, 400)
     results = run_plan(plan, log=lambda *a: None).results
     assert [r["defense"] for r in results["rows"]] == ["undefended", "mean"]

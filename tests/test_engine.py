@@ -113,7 +113,8 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
 
 
 def test_compare_pairs_two_runs_of_the_same_records(demo_twice, tmp_path, capsys):
-    from diffence_plugin.report.compare import compare_results, load_results
+    from diffence_plugin.audit.results import load_results
+    from diffence_plugin.report.compare import compare_results
 
     first, second = (load_results(r.out) for r in demo_twice)
     assert first["records"]["evaluation"] == second["records"]["evaluation"]
@@ -152,7 +153,8 @@ def test_compare_pairs_two_runs_of_the_same_records(demo_twice, tmp_path, capsys
 
 
 def test_compare_refuses_runs_of_other_records_and_files_that_are_no_results(demo_twice, tmp_path, capsys):
-    from diffence_plugin.report.compare import compare_results, load_results
+    from diffence_plugin.audit.results import load_results
+    from diffence_plugin.report.compare import compare_results
 
     first = load_results(demo_twice[0].out)
     other = json.loads(json.dumps(first))
@@ -219,10 +221,10 @@ def test_evaluate_reproduces_the_former_audit_driver(tmp_path):
 def test_overrides_reach_every_field_and_typos_are_named():
     plan = load_preset("demo", ["run.seed=3", "diffence.n=7", "defenses.memguard.epsilon=0.5",
                                 "defenses.diffence+memguard.memguard.epochs=9"])
-    assert plan["run"]["seed"] == 3
-    assert {d["options"]["diffence"]["n"] for d in plan["defenses"] if "diffence" in d["name"]} == {7}
-    assert plan["defenses"][3]["options"]["memguard"]["epsilon"] == 0.5
-    assert plan["defenses"][4]["options"]["memguard"]["epochs"] == 9
+    assert plan.run.seed == 3
+    assert {d.options["diffence"]["n"] for d in plan.diffences} == {7}
+    assert plan.defenses[3].options["memguard"]["epsilon"] == 0.5
+    assert plan.defenses[4].options["memguard"]["epochs"] == 9
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['sed'\] in \[run\]"):
         load_preset("demo", ["run.sed=3"])
     with pytest.raises(ConfigError, match="LABEL one of"):
@@ -243,7 +245,7 @@ def test_a_training_defense_option_it_does_not_take_is_named_before_any_training
     with pytest.raises(ConfigError, match=r"\[attacks\].reference_recipe.options: 'relaxloss' does not take"):
         load_preset("demo", relax + ['target.train.options={"alpha": 0.5}',
                                      'attacks.reference_recipe={"options": {"epsilon": 1}}'])
-    assert load_preset("demo", relax + ['target.train.options={"alpha": 0.5}'])["target"]["train"]["options"] == \
+    assert load_preset("demo", relax + ['target.train.options={"alpha": 0.5}']).target.train.options == \
         {"alpha": 0.5}
 
 
@@ -318,14 +320,17 @@ def test_the_run_folder_is_refused_resumed_or_cleared_as_it_should(demo_twice, t
 
 
 def test_every_plan_field_is_read_by_the_engine():
-    """No dead keys: each key of the schema is read by a stage (prepare, engine, stages, the attack families),
-    not only validated."""
-    from diffence_plugin.audit.plan import SECTIONS
+    """No dead keys: each key of the schema is read by a stage (the stages, the run, the store, the attack
+    families), not only validated."""
+    from diffence_plugin.audit.plan import SECTION_MODELS
 
-    package = ROOT / "diffence_plugin" / "evaluation"
-    source = "".join((package / f"{name}.py").read_text() for name in ("prepare", "engine", "stages", "families"))
-    unread = [f"[{section}].{key}" for section, fields in SECTIONS.items() for key in fields
-              if f'"{key}"' not in source]
+    package = ROOT / "diffence_plugin"
+    files = [*(package / "audit" / "stages").glob("*.py"), package / "audit" / "run.py", package / "audit" / "store.py",
+             package / "audit" / "context.py",
+             package / "attacks" / "families.py"]
+    source = "".join(path.read_text() for path in files)
+    unread = [f"[{section}].{key}" for section, model in SECTION_MODELS.items() for key in model.model_fields
+              if f".{key}" not in source and f'"{key}"' not in source]
     assert not unread, f"plan keys no stage reads: {unread}"
 
 
@@ -348,7 +353,7 @@ def test_the_plan_trains_dualmd_and_distillmd_reconstructors(kind, tmp_path):
     out = tmp_path / kind
     plan = load_preset("demo", DEMO_TOY + [f'diffusion.kind="{kind}"', "diffusion.split_seed=3",
                                            f"run.out={json.dumps(str(out))}"])
-    plan["defenses"] = plan["defenses"][:1]
+    plan.defenses = plan.defenses[:1]
     results = run_plan(plan, log=lambda *a: None).results
     rows = {r["defense"]: r for r in results["rows"]}
     assert rows["scenario_1"]["labels_kept"] == 1.0 and rows["scenario_1"]["reference_aware"] is True
@@ -375,7 +380,7 @@ def test_reconstruct_bf16_reconstructs_under_bf16_for_the_defender_and_the_attac
     staged = {}
     for flag in ("false", "true"):
         plan = load_preset("demo", toy + [f"run.reconstruct_bf16={flag}", f"run.out={json.dumps(str(tmp_path / flag))}"])
-        plan["defenses"] = plan["defenses"][:1]
+        plan.defenses = plan.defenses[:1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bf16 units warns that it is slow
             staged[flag] = run_stages(plan, log=lambda *a: None)
@@ -394,7 +399,7 @@ def test_channels_last_on_a_cpu_runs_the_whole_audit(tmp_path):
     CPU (an opt-in speed-up): the audit runs, keeps every label, and records it."""
     plan = load_preset("demo", DEMO_TOY + ["run.channels_last=true", 'attacks.art=["bb_rf"]',
                                            f"run.out={json.dumps(str(tmp_path / 'cl'))}"])
-    plan["defenses"] = plan["defenses"][:1]
+    plan.defenses = plan.defenses[:1]
     results = run_plan(plan, log=lambda *a: None).results
     assert [r["defense"] for r in results["rows"]] == ["undefended", "scenario_1"]
     assert all(r["labels_kept"] == 1.0 for r in results["rows"]) and results["rows"][1]["lira"] is not None

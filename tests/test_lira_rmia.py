@@ -267,7 +267,7 @@ def test_the_label_view_is_in_every_audit_with_references_unless_turned_off():
     from diffence_plugin.attacks.families import plan_families
     from diffence_plugin.audit.plan import load_preset
 
-    names = [f.name for f in plan_families(load_preset("demo"))]
+    names = [f.name for f in plan_families(load_preset("demo").attacks)]
     assert names[:4] == ["threshold", "lira", "rmia", "labels"]
-    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.labels=false"]))]
-    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.references=0"]))]
+    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.labels=false"]).attacks)]
+    assert "labels" not in [f.name for f in plan_families(load_preset("demo", overrides=["attacks.references=0"]).attacks)]

@@ -160,7 +160,7 @@ def test_a_plugins_attack_and_executor_are_looked_up_by_name(monkeypatch, tmp_pa
            'attacks.plugins=["max_probability", "true_label_probability", "needs_references"]', "run.progress=false",
            f"run.out={json.dumps(str(tmp_path / 'a'))}"]
     plan = load_preset("demo", toy)
-    plan["defenses"] = plan["defenses"][:1]
+    plan.defenses = plan.defenses[:1]
     rows = run_plan(plan, log=lambda *a: None).results["rows"]
     for row in rows:
         for name in ("max_probability", "true_label_probability"):
@@ -193,7 +193,7 @@ def test_a_plugins_dataset_and_zoo_model_are_audited_by_name(monkeypatch, tmp_pa
            "diffusion.steps=5", "attacks.references=4", "attacks.art=[]", "attacks.selection_draws=0",
            "run.bootstrap=20", "run.progress=false", f"run.out={json.dumps(str(tmp_path / 'a'))}"]
     plan = load_preset("demo", toy)
-    plan["defenses"] = plan["defenses"][-1:]  # labels only: the data and the model are what is tested
+    plan.defenses = plan.defenses[-1:]  # labels only: the data and the model are what is tested
     results = run_plan(plan, log=lambda *a: None).results
     assert results["target_accuracy"]["test"] > 0.5  # the plugin's test split, 4 classes: chance is 0.25
     assert [row["defense"] for row in results["rows"]] == ["undefended", "labels_only"]

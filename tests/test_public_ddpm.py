@@ -76,6 +76,6 @@ def test_the_public_preset_at_full_size_trains_on_31000_records_none_of_them_sco
     split = build_split(plan, 50_000)
     records = ddpm_records(plan, split)
     assert len(records) == 31_000 and len(split.attacker_pool) == 9_500
-    assert len(split.attacker_pool) >= plan["attacks"]["attacker_ddpm_records"] + 500
+    assert len(split.attacker_pool) >= plan.attacks.attacker_ddpm_records + 500
     for role in SCORED_OR_ATTACKER:
         assert not np.intersect1d(records, getattr(split, role)).size, role

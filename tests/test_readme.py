@@ -15,7 +15,7 @@ BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(
 
 
 def test_the_readme_and_the_docs_have_their_examples():
-    assert sum(page == README for page, _ in BLOCKS) >= 2 and len(BLOCKS) >= 6
+    assert sum(page == README for page, _ in BLOCKS) >= 2 and len(BLOCKS) >= 6, [str(p) for p, _ in BLOCKS]
 
 
 def test_the_readme_is_short():

@@ -174,18 +174,18 @@ def default_families() -> list[AttackFamily]:
     return [ThresholdFamily(), LiRAFamily(), RMIAFamily(), LabelViewFamily()]
 
 
-def plan_families(plan: dict) -> list[AttackFamily]:
-    """The families a plan's ``[attacks]`` turns on, built from the registry once per run: threshold, the
-    plugins' attacks, LiRA, RMIA and LiRA on the labels (``references`` > 0; the last unless ``labels`` is
-    false), then ART's (``art``, by the ART adapter)."""
+def plan_families(attacks: Any) -> list[AttackFamily]:
+    """The families a plan's ``[attacks]`` section (``audit.plan.schema.AttacksSection``) turns on, built from the
+    registry once per run: threshold, the plugins' attacks, LiRA, RMIA and LiRA on the labels (``references``
+    > 0; the last unless ``labels`` is false), then ART's (``art``, by the ART adapter)."""
     from diffence_plugin.registry import get_attacks
 
-    attacks, registry = plan["attacks"], get_attacks()
-    names = (["threshold"] if attacks["threshold"] else []) + list(attacks["plugins"])
-    names += (["lira", "rmia"] + (["labels"] if attacks["labels"] else [])) if attacks["references"] else []
+    registry = get_attacks()
+    names = (["threshold"] if attacks.threshold else []) + list(attacks.plugins)
+    names += (["lira", "rmia"] + (["labels"] if attacks.labels else [])) if attacks.references else []
     families = [as_family(name, registry[name]()) for name in names]
-    if attacks["art"]:
-        families.append(as_family("art", registry["art"](attacks=tuple(attacks["art"]))))
+    if attacks.art:
+        families.append(as_family("art", registry["art"](attacks=tuple(attacks.art))))
     return families
 
 

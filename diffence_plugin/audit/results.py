@@ -31,6 +31,9 @@ def load_results(path: str | Path) -> dict:
         results = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from exc
-    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT or not isinstance(results.get("rows"), list):
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise ValueError(f"{str(path)!r} is not an audit's results.json (format {RESULTS_FORMAT!r} with rows)")
+    if results.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{str(path)!r} is results format {results.get('format')!r}; this version reads "
+                         f"{RESULTS_FORMAT!r}")
     return results

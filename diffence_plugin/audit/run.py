@@ -9,27 +9,20 @@ from typing import Callable
 
 import torch
 
+from diffence_plugin.audit.context import RunContext
+from diffence_plugin.audit.plan import Plan
 from diffence_plugin.audit.stages.arm import Armed, arm
-from diffence_plugin.audit.stages.attack import (
-    Attacks,
-    attack,
-    attack_canaries,
-    defense_seed_spread,
-)
+from diffence_plugin.audit.stages.attack import Attacks, attack, attack_canaries, defense_seed_spread
 from diffence_plugin.audit.stages.defend import Defended, defend
 from diffence_plugin.audit.stages.prepare import Prepared, prepare, read_inputs
-from diffence_plugin.audit.stages.write import (
-    collect_results,
-    write_record,
-    write_results,
-)
-from diffence_plugin.audit.store import Stages, claim_folder, make_folder
-from diffence_plugin.progress import logger, phase
+from diffence_plugin.audit.stages.write import collect_results, write_record, write_results
+from diffence_plugin.audit.store import claim_folder, make_folder
+from diffence_plugin.progress import logger
 
 
 @dataclass
 class Run:
-    """What ``run_plan`` produced."""
+    """What ``run_plan`` produced: the results (as ``results.json`` holds them) and the run's folder."""
 
     results: dict
     out: Path
@@ -39,25 +32,27 @@ class Run:
 class Staged:
     """A plan through its first three stages: prepared, defended and armed, ready to attack (see ``run_stages``)."""
 
+    ctx: RunContext
     prep: Prepared
     defended: Defended
     armed: Armed
-    timings: dict
     load: dict
-    out: Path
+
+    @property
+    def out(self) -> Path:
+        return self.ctx.out
 
 
-def run_stages(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Staged:
+def run_stages(plan: Plan, log: Callable[[str], None] | None = None, executor=None) -> Staged:
     """Stages 1-3 of a resolved plan in its folder ``[run].out``: the data, target and DDPM; every defense's
-    releases; the attacker's references and copies. ``run_plan`` attacks what this returns; a benchmark that
-    studies its own attacker (``benchmarks/bench_adaptive.py``) starts from it too."""
+    releases; the attacker's references and copies. ``run_plan`` attacks what this returns."""
     from diffence_plugin.audit.executor import get_executor
     from diffence_plugin.audit.machine import describe_load, machine_load
 
-    log, timings, run = log or logger.info, {}, plan["run"]
-    out = Path(run["out"])
+    run, log = plan.run, log or logger.info
+    out = Path(run.out)
     mode = claim_folder(plan)  # refuses a folder it must not touch; adopts a resumed run's secret seeds
-    torch.manual_seed(run["seed"])
+    torch.manual_seed(run.seed)
     inputs = read_inputs(plan)  # every check of the data, before the folder is made or anything trained
     make_folder(out, mode)
     if mode == "resume":
@@ -65,29 +60,28 @@ def run_stages(plan: dict, log: Callable[[str], None] | None = None, executor=No
     write_record(plan, out)
     load = machine_load()
     log(describe_load(load))
-    prep = prepare(plan, log, timings, inputs, Stages(out))
-    threads = run["threads"] or torch.get_num_threads()
-    executor = executor or get_executor(run["executor"], address=run["address"] or None, threads=threads,
-                                        progress=run["progress"])
-    defended = defend(plan, prep, executor, log, timings)
-    armed = arm(plan, prep, defended, executor, out, log, timings)
-    return Staged(prep=prep, defended=defended, armed=armed, timings=timings, load=load, out=out)
+    executor = executor or get_executor(run.executor, address=run.address or None,
+                                        threads=run.threads or torch.get_num_threads(), progress=run.progress)
+    ctx = RunContext(plan=plan, out=out, executor=executor, log=log)
+    prep = prepare(ctx, inputs)
+    defended = defend(ctx, prep)
+    return Staged(ctx=ctx, prep=prep, defended=defended, armed=arm(ctx, prep, defended), load=load)
 
 
-def run_plan(plan: dict, log: Callable[[str], None] | None = None, executor=None) -> Run:
-    """Run a resolved plan (``plan.load_plan`` / ``load_preset``) through every stage into ``[run].out``.
+def run_plan(plan: Plan, log: Callable[[str], None] | None = None, executor=None) -> Run:
+    """Run a resolved plan (``load_plan`` / ``load_preset``) through every stage into ``[run].out``.
 
     Reference models and reconstruction shards run on ``executor`` (default: the one ``[run].executor``
     names, local or Ray); the results do not depend on which.
     """
-    start, log = time.perf_counter(), log or logger.info
+    start = time.perf_counter()
     s = run_stages(plan, log, executor)
     suite = Attacks(plan, s.prep, s.armed)  # ART's estimator and the plugins' attacks, built once
-    rows = attack(plan, s.prep, s.defended, suite, log, s.timings)
-    canaries = attack_canaries(plan, s.prep, s.defended, suite, log, s.timings)
-    noise = defense_seed_spread(plan, s.prep, s.defended, suite, rows, log, s.timings)
-    with phase("[6/6] writing results", s.timings, "report_s", log):
-        results = collect_results(plan, s.prep, s.defended, s.armed, rows, noise, s.timings, start, s.load,
+    rows = attack(s.ctx, s.prep, s.defended, suite)
+    canaries = attack_canaries(s.ctx, s.prep, s.defended, suite)
+    noise = defense_seed_spread(s.ctx, s.prep, s.defended, suite, rows)
+    with s.ctx.phase("[6/6] writing results", "report_s"):
+        results = collect_results(plan, s.prep, s.defended, s.armed, rows, noise, s.ctx.timings, start, s.load,
                                   canaries)
         write_results(results, s.out)
     return Run(results=results, out=s.out)

@@ -18,28 +18,33 @@ from typing import Any, Callable
 
 import torch
 
-from diffence_plugin.audit.plan import shareable
+from diffence_plugin.audit.plan import Plan
 
 STAGES = "stages"
-VOLATILE = (("run", "overwrite"), ("run", "progress"), ("run", "out"))  # not part of what a run computes
+VOLATILE = (("run", "overwrite"), ("run", "progress"), ("run", "out"), ("run", "cache"))  # not part of what a run computes
 
 
-def _comparable(plan: dict) -> str:
-    plan = shareable(plan)
+def _comparable(record: dict) -> str:
+    """A plan's table without what does not change what a run computes (its folder, progress, overwrite) and
+    without its secrets (the stored run's secret is adopted, not compared)."""
+    record = json.loads(json.dumps(record))
     for section, key in VOLATILE:
-        plan[section].pop(key, None)
-    return json.dumps(plan, sort_keys=True, default=str)
+        record.get(section, {}).pop(key, None)
+    for d in record.get("defenses", []):
+        for options in d.get("options", {}).values():
+            options.pop("seed", None)
+    return json.dumps(record, sort_keys=True, default=str)
 
 
-def claim_folder(plan: dict) -> str:
+def claim_folder(plan: Plan) -> str:
     """``"new"``, ``"resume"`` (adopting the stored run's secret seeds into ``plan``) or ``"overwrite"``;
     raises FileExistsError when the folder holds something the run must not touch. Makes nothing."""
-    out = Path(plan["run"]["out"])
+    out = Path(plan.run.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output folder {str(out)!r} is a file")
     if not out.exists() or not any(out.iterdir()):
         return "new"
-    if plan["run"]["overwrite"]:
+    if plan.run.overwrite:
         return "overwrite"
     record, results = out / "config.json", out / "results.json"
     if not record.is_file() or results.is_file():
@@ -50,13 +55,13 @@ def claim_folder(plan: dict) -> str:
         stored = json.loads(record.read_text())
     except ValueError as exc:
         raise FileExistsError(f"{str(record)!r} is not a readable run record ({exc}); pass --overwrite") from exc
-    if _comparable(stored) != _comparable(plan):
+    if _comparable(stored) != _comparable(plan.to_dict()):
         raise FileExistsError(f"output folder {str(out)!r} holds an unfinished run of another plan; pass --overwrite "
                               "to replace it, or choose another --out")
-    for mine, theirs in zip(plan["defenses"], stored["defenses"]):  # the stored run's secret seeds
+    for mine, theirs in zip(plan.defenses, stored["defenses"]):  # the stored run's secret seeds
         for name, options in theirs["options"].items():
             if "seed" in options:
-                mine["options"][name]["seed"] = options["seed"]
+                mine.options[name]["seed"] = options["seed"]
     return "resume"
 
 
@@ -74,7 +79,8 @@ def stage_key(**parts: Any) -> str:
 
 
 class Stages:
-    """Finished models in ``OUT/stages``, each under a name and the digest of what produced it."""
+    """Finished models in ``CACHE/stages`` (the run's folder unless ``[run].cache`` names another), each under its
+    name and the digest of what produced it, so runs that share the folder reuse what they have in common."""
 
     def __init__(self, out: Path | None) -> None:
         self.folder = None if out is None else Path(out) / STAGES
@@ -86,6 +92,7 @@ class Stages:
 
         if self.folder is None or build is None:
             return train()
+        name = f"{name}-{key}"  # several runs (a sweep's variants) may share the folder
         weights, meta = self.folder / f"{name}.safetensors", self.folder / f"{name}.json"
         if weights.is_file() and meta.is_file():
             record = json.loads(meta.read_text())
@@ -109,6 +116,7 @@ class Stages:
 
         if self.folder is None:
             return train()
+        name = name if name.endswith(key) else f"{name}-{key}"  # several runs may share the folder
         folder = self.folder / name
         if (folder / "stage.json").is_file() and json.loads((folder / "stage.json").read_text()).get("key") == key:
             return Reconstructor.from_pretrained(folder, device)

@@ -43,8 +43,65 @@ def _plan(load, *arguments, overrides: list[str]):
         raise UsageError(str(exc)) from exc
 
 
-def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = False) -> int:
+def _with_sweep(plan, args: argparse.Namespace):
+    """The plan with ``--over``/``--zip`` as its ``[sweep]`` (values read as JSON where they parse)."""
+    from diffence_plugin.audit.plan import SweepSection
+
+    over = {}
+    for item in getattr(args, "over", None) or []:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key or not text:
+            raise UsageError(f"--over expects SECTION.KEY=V1,V2,..., got {item!r}")
+        over[key] = [_json_or_text(value) for value in text.split(",")]
+    if over:
+        plan.sweep = SweepSection(over=over, zip=bool(getattr(args, "zip", False)))
+    elif getattr(args, "zip", False) and plan.sweep is not None:
+        plan.sweep.zip = True
+    return plan
+
+
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _run_sweep(plan, args: argparse.Namespace) -> int:
+    """A sweep's variants (``--dry-run``: listed), run one after another; its combined table and plot."""
+    from diffence_plugin.audit.plan import ConfigError, describe
+    from diffence_plugin.audit.sweep import expand, run_sweep
+
+    try:
+        variants = expand(plan)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    if getattr(args, "dry_run", False):
+        print(describe(plan))
+        print(f"\nsweep: {len(variants)} variants into {plan.run.out}/VARIANT, sharing {plan.run.out}/cache")
+        print("\n".join(f"- {v.name}" for v in variants))
+        return 0
+    out = Path(plan.run.out)
+    if out.exists() and (out / "sweep.json").is_file() and not plan.run.overwrite:
+        raise UsageError(f"{str(out)!r} holds a finished sweep; pass --overwrite or choose another --out")
+    _set_threads(getattr(args, "threads", None))
+    _log_to_stderr()
+    from diffence_plugin.audit.sweep import load_sweep
+    from diffence_plugin.report.sweep import format_sweep_table, write_sweep_report
+
+    run_sweep(plan)
+    record, results = load_sweep(out)
+    written = write_sweep_report(record, results, out)
+    print("\n" + format_sweep_table(record, results))
+    print(f"\nwrote {out / 'sweep.json'}, " + ", ".join(str(p) for p in written) + " and every variant's folder")
+    return 0
+
+
+def _run_plan(plan, args: argparse.Namespace, *, attack_table: bool = False) -> int:
     """Run a plan through the engine and print its tables: every command's last step."""
+    plan = _with_sweep(plan, args)
+    if plan.sweep is not None:
+        return _run_sweep(plan, args)
     if getattr(args, "dry_run", False):
         from diffence_plugin.audit.plan import describe
         from diffence_plugin.audit.stages.prepare import read_inputs
@@ -58,7 +115,7 @@ def _run_plan(plan: dict, args: argparse.Namespace, *, attack_table: bool = Fals
         claim_folder(plan)  # refused here as a usage error; the engine resumes or clears it (and says so)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from exc
-    out = Path(plan["run"]["out"])
+    out = Path(plan.run.out)
     _set_threads(getattr(args, "threads", None))
     _log_to_stderr()
     from diffence_plugin.audit.run import run_plan
@@ -145,6 +202,10 @@ def _plan_flags(command: argparse.ArgumentParser, out_help: str) -> None:
     command.add_argument("--out", default=None, help=out_help)
     command.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                          help="override any plan field, e.g. --set run.seed=3 (repeatable; KEY=null removes it)")
+    command.add_argument("--over", action="append", metavar="SECTION.KEY=V1,V2,...",
+                         help="a sweep: run the plan once per value (repeatable: the product of the lists; with "
+                              "--zip, in step), each into its own sub-folder of --out")
+    command.add_argument("--zip", action="store_true", help="--over: take the lists in step, not their product")
     command.add_argument("--dry-run", action="store_true", help="print the resolved plan and the work it implies, then exit")
     command.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     command.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty output folder")

@@ -26,11 +26,8 @@ def add(sub) -> None:
 
 def _compare(args: argparse.Namespace) -> int:
     """Run B's rows against run A's on the same evaluation records, with paired intervals."""
-    from diffence_plugin.report.compare import (
-        compare_results,
-        format_comparison,
-        load_results,
-    )
+    from diffence_plugin.audit.results import load_results
+    from diffence_plugin.report.compare import compare_results, format_comparison
 
     comparison = compare_results(load_results(args.a), load_results(args.b), rows=tuple(args.rows) if args.rows else None,
                                  seed=args.seed)

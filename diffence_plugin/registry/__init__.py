@@ -5,19 +5,11 @@ like any other, so every wing may look a name up here without importing the wing
 """
 
 from diffence_plugin.registry.hookspecs import hookimpl, hookspec
-from diffence_plugin.registry.manager import (
-                                              ENTRY_POINT_GROUP,
-                                              LOAD_PLUGINS_ENV,
-                                              RegisteredDefense,
-                                              fold_hook,
-                                              get_attacks,
-                                              get_datasets,
-                                              get_defenses,
-                                              get_executors,
-                                              get_models,
-                                              get_plugin_manager,
-                                              get_reporters,
-)
+from diffence_plugin.registry.manager import (ENTRY_POINT_GROUP, LOAD_PLUGINS_ENV, RegisteredDefense,
+                                              accepted_options, fold_hook, get_attacks, get_datasets, get_defenses,
+                                              get_executors, get_models, get_plugin_manager, get_reporters,
+                                              option_defaults)
 
-__all__ = ["ENTRY_POINT_GROUP", "LOAD_PLUGINS_ENV", "RegisteredDefense", "fold_hook", "get_attacks", "get_datasets",
-           "get_defenses", "get_executors", "get_models", "get_plugin_manager", "get_reporters", "hookimpl", "hookspec"]
+__all__ = ["ENTRY_POINT_GROUP", "LOAD_PLUGINS_ENV", "RegisteredDefense", "accepted_options", "fold_hook",
+           "get_attacks", "get_datasets", "get_defenses", "get_executors", "get_models", "get_plugin_manager",
+           "get_reporters", "hookimpl", "hookspec", "option_defaults"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -115,6 +116,21 @@ def get_models(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[...
     """Every zoo model registered (``diffence_register_models``: the built-in zoo and the plugins' own), by
     name, each a ``factory(nb_classes, channels) -> torch.nn.Module``."""
     return _registry((pm or get_plugin_manager()).hook.diffence_register_models, "model")
+
+
+def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
+    """The keyword options a registered factory accepts (None: any, it takes ``**kwargs``): what a plan's options
+    are checked against and what ``diffence plugins`` lists. The one place a factory's signature is read."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL}
+
+
+def option_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """A factory's keyword options with their defaults (those without one left out), in signature order."""
+    return {p.name: p.default for p in inspect.signature(factory).parameters.values()
+            if p.name != "self" and p.default is not inspect.Parameter.empty}
 
 
 def fold_hook(caller: pluggy.HookCaller, value_name: str, value: Any, **kwargs: Any) -> Any:

@@ -41,7 +41,9 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name),
   ``labels`` (LiRA on every release's top-1 labels alone, a floor every row's chosen attack may pick; default on).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
-  ``threads`` (torch threads per task; 0: torch's current count), ``shard_size``, ``max_batch`` (a cap on
+  ``cache`` (a folder for trained stages and reference models, shared by runs whose stages match, as the
+  variants of a sweep are; default: the run's own folder), ``threads`` (torch threads per task; 0: torch's
+  current count), ``shard_size``, ``max_batch`` (a cap on
   images per model call; on a CPU the UNet runs the chunk it measures fastest below it), ``compile`` (``torch.compile`` the DDPMs:
   faster on long runs after a first-call cost, see ``Reconstructor.compile``), ``device`` ("auto", "cpu",
   "cuda"), ``channels_last`` (train and run the classifiers and train the DDPMs in channels-last memory
@@ -52,49 +54,22 @@ Sections and keys (defaults in ``DEFAULTS``):
   not bit-identical to float32; CUDA always uses bf16), ``defense_seed``
   ("secret": drawn with ``secrets`` and recorded; "derived": from ``[run].seed``, public, for published
   demos only).
+- ``[sweep]``: ``over`` (a table of ``--set`` paths, each with a list of values) and ``zip`` (take the lists in
+  step instead of their product): the plan runs once per variant, each into its own sub-folder of
+  ``[run].out``, sharing one cache of trained stages (``audit.sweep``).
+
+A plan may start from a shipped preset with ``extends = "NAME"``: its tables are merged over the preset's
+(``[[defenses]]``, when given, replaces the preset's list).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT = "diffence-plan-v1"
-SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "data": {"npz": str, "dataset": str, "folder": str},
-    "members": {"indices": str, "count": int, "seed": int, "draw": str},
-    "roles": {"defender": int, "attacker": int, "evaluation": int, "population": int, "canaries": int, "canary_kind": str,
-              "public": int, "seed": int},
-    "target": {"model": str, "weights": str, "nb_classes": int, "options": dict, "train": dict},
-    "diffusion": {"path": str, "unet": str, "width": int, "steps": int, "batch_size": int, "max_timestep": int,
-                  "seconds": float, "lr": float, "t_choices": list, "kind": str, "split_seed": int, "mode": str,
-                  "data": str},
-    "attacks": {"threshold": bool, "art": list, "references": int, "reference_recipe": dict, "aware": bool,
-                "augment": bool, "attacker_ddpm_steps": int, "attacker_ddpm_records": int, "selection_draws": int,
-                "defense_seeds": int, "plugins": list, "labels": bool},
-    "run": {"seed": int, "out": str, "bootstrap": int, "overwrite": bool, "progress": bool, "executor": str,
-            "address": str, "threads": int, "shard_size": int, "max_batch": int, "compile": bool, "device": str,
-            "channels_last": bool, "reconstruct_bf16": bool,
-            "defense_seed": str},
-}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {},
-    "members": {"draw": "separate"},
-    "roles": {"defender": 75, "attacker": 75, "evaluation": 150, "population": 150, "canaries": 0,
-              "canary_kind": "flipped_labels", "public": 0, "seed": 0},
-    "target": {"options": {}},
-    "diffusion": {"unet": "tiny", "width": 16, "steps": 400, "batch_size": 128, "max_timestep": 100, "lr": 2e-4,
-                  "t_choices": [], "kind": "single", "mode": "alternate", "data": "members"},
-    "attacks": {"threshold": True, "art": ["bb_rf", "bb_loss_rf"], "references": 8, "reference_recipe": {},
-                "aware": True, "augment": False, "selection_draws": 10, "defense_seeds": 1, "plugins": [],
-                "labels": True},
-    "run": {"seed": 0, "out": "audit", "bootstrap": 1000, "overwrite": False, "progress": True,
-            "executor": "local", "address": "", "threads": 0, "shard_size": 256, "max_batch": 1024,
-            "compile": False, "device": "cpu", "channels_last": False, "reconstruct_bf16": False,
-            "defense_seed": "secret"},
-}
-RECIPE_KEYS = {"model": str, "defense": str, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
-               "options": dict, "factory": str}
 PRESET_FOLDER = Path(__file__).resolve().parents[2] / "presets"
 
 
@@ -102,10 +77,175 @@ class ConfigError(ValueError):
     """A plan field is missing, unknown, of the wrong type or inconsistent with the data; the message names it."""
 
 
-def check_type(where: str, value: Any, kind: type) -> Any:
-    """``value`` if it is of ``kind`` (an int passes as a float; a bool never passes as an int)."""
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{where} must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
+class Section(BaseModel):
+    """A plan table: unknown keys refused, types strict (an int passes as a float, a bool never as an int)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    def given(self) -> dict[str, Any]:
+        """The keys the plan gives (or that have a default), as a plain table."""
+        return self.model_dump(exclude_none=True)
+
+
+class DataSection(Section):
+    npz: str | None = None
+    dataset: str | None = None
+    folder: str | None = None
+
+
+class MembersSection(Section):
+    indices: str | None = None
+    count: int | None = None
+    seed: int | None = None
+    draw: Literal["separate", "with_roles"] = "separate"
+
+
+class RolesSection(Section):
+    defender: int = Field(75, ge=1)
+    attacker: int = Field(75, ge=2)
+    evaluation: int = Field(150, ge=1)
+    population: int = Field(150, ge=0)
+    canaries: int = Field(0, ge=0)
+    canary_kind: Literal["flipped_labels", "shuffled_pixels"] = "flipped_labels"
+    public: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class TrainingRecipe(Section):
+    """How a classifier is trained: ``[target.train]``; unset keys take the recipe's defaults."""
+
+    defense: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    options: dict[str, Any] | None = None
+
+
+class ReferenceRecipe(TrainingRecipe):
+    """``[attacks].reference_recipe``: the target's recipe by default, any key overridden, and for a target
+    from an import path the ``factory`` that trains one."""
+
+    model: str | None = None
+    factory: str | None = None
+
+
+class TargetSection(Section):
+    model: str | None = None
+    weights: str | None = None
+    nb_classes: int | None = None
+    options: dict[str, Any] = {}
+    train: TrainingRecipe | None = None
+
+
+class DiffusionSection(Section):
+    path: str | None = None
+    unet: Literal["tiny", "cifar"] = "tiny"
+    width: int = Field(16, ge=1)
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=1)
+    max_timestep: int = Field(100, ge=1)
+    seconds: float | None = Field(None, gt=0)
+    lr: float = 2e-4
+    t_choices: list[int] = []
+    kind: Literal["single", "dual", "distill"] = "single"
+    split_seed: int | None = None
+    mode: Literal["alternate", "keyed"] = "alternate"
+    data: Literal["members", "public"] = "members"
+
+
+class AttacksSection(Section):
+    threshold: bool = True
+    art: list[str] = ["bb_rf", "bb_loss_rf"]
+    references: int = 8
+    reference_recipe: ReferenceRecipe = ReferenceRecipe()
+    aware: bool = True
+    augment: bool = False
+    attacker_ddpm_steps: int | None = Field(None, ge=1)
+    attacker_ddpm_records: int | None = None
+    selection_draws: int = Field(10, ge=0)
+    defense_seeds: int = Field(1, ge=1)
+    plugins: list[str] = []
+    labels: bool = True
+
+
+class RunSection(Section):
+    seed: int = 0
+    out: str = "audit"
+    cache: str | None = None
+    bootstrap: int = Field(1000, ge=0)
+    overwrite: bool = False
+    progress: bool = True
+    executor: str = "local"
+    address: str = ""
+    threads: int = Field(0, ge=0)
+    shard_size: int = Field(256, ge=1)
+    max_batch: int = Field(1024, ge=1)
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    channels_last: bool = False
+    reconstruct_bf16: bool = False
+    defense_seed: Literal["secret", "derived"] = "secret"
+
+
+class SweepSection(Section):
+    """``[sweep]``: run the plan once per value of the keys in ``over`` (``--set`` paths), their product or,
+    with ``zip``, in step (``audit.sweep``)."""
+
+    over: dict[str, list[Any]] = {}
+    zip: bool = False
+
+
+class DefenseSpec(Section):
+    """One row's defense: registered names (more than one: a pipeline), its label, a table of options per name."""
+
+    name: list[str]
+    label: str
+    options: dict[str, dict[str, Any]]
+
+    @property
+    def on_defender_ddpm(self) -> bool:
+        """A Diffence stage that reconstructs with the defender's DDPM (it names no saved model of its own)."""
+        return "diffence" in self.name and "path" not in self.options["diffence"]
+
+
+class Plan(Section):
+    """A resolved plan: every section with its defaults filled in. Derived facts are properties, computed here
+    and nowhere else."""
+
+    format: str = FORMAT
+    name: str = "audit"
+    description: str = ""
+    data: DataSection = DataSection()
+    members: MembersSection = MembersSection()
+    roles: RolesSection = RolesSection()
+    target: TargetSection = TargetSection()
+    diffusion: DiffusionSection = DiffusionSection()
+    attacks: AttacksSection = AttacksSection()
+    run: RunSection = RunSection()
+    defenses: list[DefenseSpec] = []
+    sweep: SweepSection | None = None
+
+    @property
+    def attacker_seed(self) -> int:
+        """The seed of everything the attacker draws (its references, its DDPM, its copies): the run's plus one."""
+        return self.run.seed + 1
+
+    @property
+    def needs_defender_ddpm(self) -> bool:
+        """Whether the run trains or loads the defender's own diffusion model."""
+        return any(d.on_defender_ddpm for d in self.defenses)
+
+    @property
+    def diffences(self) -> list[DefenseSpec]:
+        """The defenses with a Diffence stage."""
+        return [d for d in self.defenses if "diffence" in d.name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as a plain table (unset keys left out): what ``config.json`` holds and ``--dry-run`` prints."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+SECTION_MODELS: dict[str, type[Section]] = {"data": DataSection, "members": MembersSection, "roles": RolesSection,
+                                             "target": TargetSection, "diffusion": DiffusionSection,
+                                             "attacks": AttacksSection, "run": RunSection, "sweep": SweepSection}

@@ -3,6 +3,8 @@ changes with paired intervals, selection-draw spread, the canaries, and the spre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from diffence_plugin.attacks.families import (
@@ -14,6 +16,7 @@ from diffence_plugin.attacks.families import (
 from diffence_plugin.attacks.releases import labels_kept
 from diffence_plugin.attacks.roles import CANARY_ROLES, CANARY_WORDS, MembershipSplit
 from diffence_plugin.attacks.scoring import compare_to
+from diffence_plugin.audit.plan import Plan
 from diffence_plugin.audit.stages.arm import Armed
 from diffence_plugin.audit.stages.defend import (
     Defended,
@@ -24,6 +27,8 @@ from diffence_plugin.audit.stages.defend import (
     tune_t,
 )
 from diffence_plugin.audit.stages.prepare import Prepared
+if TYPE_CHECKING:
+    from diffence_plugin.audit.context import RunContext
 from diffence_plugin.progress import phase
 
 
@@ -31,29 +36,30 @@ class Attacks:
     """The attack families a plan turns on (``families.plan_families``), built once, and the attacker's views
     and shadows they use on each release."""
 
-    def __init__(self, plan: dict, prep: Prepared, armed: Armed) -> None:
+    def __init__(self, plan: Plan, prep: Prepared, armed: Armed) -> None:
         self.plan, self.prep, self.armed = plan, prep, armed
-        self.families = plan_families(plan)
+        self.families = plan_families(plan.attacks)
         self.spread_families = [f for f in self.families if f.name in SPREAD_FAMILIES]
 
     def row(self, label: str, released: dict, flipped: dict | None, kept: float, defense: Defense | None,
             split: MembershipSplit | None = None):
         """One defense's row: every attack on ``released`` (and ``flipped`` queries), with intervals, scored on
         the evaluation records of ``split`` (default: the audit's)."""
-        run, prep = self.plan["run"], self.prep
+        run, prep = self.plan.run, self.prep
         view = self.armed.views.get("", {}).get(label)
         flip = None
         if flipped is not None and view is not None:
             flip = (flipped, self.armed.views["flip"][label])
         return evaluate_defense(label, released, prep.x, prep.y, split or prep.split, view=view, flipped=flip,
-                                families=self.families, kept=kept, seed=run["seed"], bootstrap=run["bootstrap"],
+                                families=self.families, kept=kept, seed=run.seed, bootstrap=run.bootstrap,
                                 pipeline=defense.pipeline if defense is not None else None, model=prep.model,
                                 nb_classes=prep.nb_classes, shadow_answer=self.armed.shadows.get(label))
 
 
-def attack(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, timings: dict) -> list:
+def attack(ctx: RunContext, prep: Prepared, defended: Defended, suite: Attacks) -> list:
     """Stage 4: every attack on every release; changes from the undefended row; selection-draw spread."""
-    draws, seed = plan["attacks"]["selection_draws"], plan["run"]["seed"]
+    plan, log, timings = ctx.plan, ctx.log, ctx.timings
+    draws, seed = plan.attacks.selection_draws, plan.run.seed
     with phase("[5/6] attacking every defense (threshold, LiRA, RMIA, ART)", timings, "attacks_s", log):
         armed = suite.armed
         released = defended.released[""]
@@ -81,14 +87,15 @@ def as_evaluation(released: dict) -> dict:
     return out
 
 
-def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, log, timings: dict) -> list:
+def attack_canaries(ctx: RunContext, prep: Prepared, defended: Defended, suite: Attacks) -> list:
     """Stage 4b: every attack on every release again, scored on the canaries alone (the worst case), fitted
     and chosen on the attacker's records as in the average case; changes from the undefended canary row.
     Empty without ``[roles].canaries``."""
+    plan, log, timings = ctx.plan, ctx.log, ctx.timings
     if not len(prep.split.canary_members):
         return []
-    split, seed = prep.split.canary_split(), plan["run"]["seed"]
-    kind = CANARY_WORDS[plan["roles"]["canary_kind"]]
+    split, seed = prep.split.canary_split(), plan.run.seed
+    kind = CANARY_WORDS[plan.roles.canary_kind]
     with phase(f"[5/6] the canaries: {len(split.eval_members)} {kind} members and as many non-members",
                timings, "canaries_s", log):
         released, rows = defended.released[""], []
@@ -106,12 +113,13 @@ def attack_canaries(plan: dict, prep: Prepared, defended: Defended, suite: Attac
     return rows
 
 
-def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, suite: Attacks, rows: list, log,
-                        timings: dict) -> dict | None:
+def defense_seed_spread(ctx: RunContext, prep: Prepared, defended: Defended, suite: Attacks,
+                        rows: list) -> dict | None:
     """Every plain Diffence row under ``[attacks].defense_seeds - 1`` further defense seeds, each reconstructing,
     calibrating (and choosing t) again, against the same attacker: per seed the chosen t, the chosen attack's
     AUC and the changes; over all seeds the mean and sd of each change."""
-    seeds, seed = plan["attacks"]["defense_seeds"], plan["run"]["seed"]
+    plan, log, timings = ctx.plan, ctx.log, ctx.timings
+    seeds, seed = plan.attacks.defense_seeds, plan.run.seed
     names = [label for label, d in defended.defenses.items() if d.plain_diffence]
     if seeds < 2 or not names:
         return None
@@ -119,9 +127,9 @@ def defense_seed_spread(plan: dict, prep: Prepared, defended: Defended, suite: A
     per_seed = {n: [{"draw": 0, "t": defended.defenses[n].diffence.config.t, "best_auc": by_label[n].best.auc,
                      "best_attack": by_label[n].best.attack, "change": by_label[n].change}] for n in names}
     with phase(f"[5b/6] the defense's own noise: {seeds - 1} more defense seeds", timings, "defense_seeds_s", log):
-        specs = {d["label"]: d for d in plan["defenses"]}
+        specs = {d.label: d for d in plan.defenses}
         for draw in range(1, seeds):
-            recon = Reconstructions(prep, {"": prep.x}, defended.recon.executor, plan["run"]["shard_size"])
+            recon = Reconstructions(prep, {"": prep.x}, defended.recon.executor, plan.run.shard_size)
             tuned, _ = tune_t(plan, prep, recon, draw)
             fresh = {n: build_defense(specs[n], prep, plan, draw, tuned) for n in names}
             released = {n: _release_fast(fresh[n], prep, recon, {"": prep.x})[""] for n in names}

@@ -4,6 +4,8 @@ every input; calibration (and the choice of t, where the plan offers several) re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +18,10 @@ from diffence_plugin.attacks.releases import (
     roles_of,
     undefended_releases,
 )
-from diffence_plugin.audit.plan import ConfigError
+from diffence_plugin.audit.plan import ConfigError, DefenseSpec, Plan
 from diffence_plugin.audit.stages.prepare import Prepared, placement
+if TYPE_CHECKING:
+    from diffence_plugin.audit.context import RunContext
 from diffence_plugin.progress import phase
 
 
@@ -46,21 +50,21 @@ class Defended:
     recon: Any = None  # the shared Reconstructions
 
 
-def defense_seed(plan: dict, draw: int = 0) -> int | None:
+def defense_seed(plan: Plan, draw: int = 0) -> int | None:
     """The Diffence seed of the ``draw``-th defense seed: derived from ``[run].seed`` ("derived") or from the
     plan's secret (None: each defense's own ``seed`` option)."""
     from diffence_plugin.randomness import experiment_seed
 
-    if plan["run"]["defense_seed"] == "derived":
-        base = plan["run"]["seed"]
+    if plan.run.defense_seed == "derived":
+        base = plan.run.seed
         return experiment_seed(base) if draw == 0 else experiment_seed(base, f"diffence-draw-{draw}")
     if draw == 0:
         return None
-    secrets = [d["options"]["diffence"]["seed"] for d in plan["defenses"] if "seed" in d["options"].get("diffence", {})]
+    secrets = [d.options["diffence"]["seed"] for d in plan.diffences if "seed" in d.options["diffence"]]
     return experiment_seed(secrets[0] if secrets else 0, f"diffence-draw-{draw}")
 
 
-def build_stage(name: str, options: dict, prep: Prepared, plan: dict, draw: int = 0, t: int | None = None):
+def build_stage(name: str, options: dict, prep: Prepared, plan: Plan, draw: int = 0, t: int | None = None):
     """One registered defense, built with its options (a Diffence stage on the defender's DDPM by default)."""
     from diffence_plugin.registry import get_defenses
 
@@ -74,15 +78,15 @@ def build_stage(name: str, options: dict, prep: Prepared, plan: dict, draw: int 
             options["t"] = t
         if "path" not in options:
             options["reconstructor"] = prep.reconstructor
-        if placement(plan)["bf16"] or plan["run"]["reconstruct_bf16"]:
+        if placement(plan)["bf16"] or plan.run.reconstruct_bf16:
             options.setdefault("autocast", torch.bfloat16)
-        options.setdefault("max_batch", plan["run"]["max_batch"])
+        options.setdefault("max_batch", plan.run.max_batch)
     try:
         stage = entry.factory(**options)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"[[defenses]] {name!r}: {exc}") from exc
     if name == "diffence":
-        stage.progress = plan["run"]["progress"]
+        stage.progress = plan.run.progress
     return stage
 
 
@@ -117,14 +121,14 @@ class Reconstructions:
         return {r: have[r] for r in roles}
 
 
-def tune_t(plan: dict, prep: Prepared, recon: Reconstructions, draw: int = 0) -> tuple[int | None, list | None]:
+def tune_t(plan: Plan, prep: Prepared, recon: Reconstructions, draw: int = 0) -> tuple[int | None, list | None]:
     """The noise step the defender's calibration chooses among ``[diffusion].t_choices`` (Scenario 1's
     criterion, on its known records), with the search; (None, None) when the plan offers none."""
-    choices = plan["diffusion"]["t_choices"]
+    choices = plan.diffusion.t_choices
     if not choices:
         return None, None
-    first = next(d for d in plan["defenses"] if "diffence" in d["name"] and "path" not in d["options"]["diffence"])
-    base = build_stage("diffence", {**first["options"]["diffence"], "scenario": 1}, prep, plan, draw, t=choices[0])
+    first = next(d for d in plan.defenses if d.on_defender_ddpm)
+    base = build_stage("diffence", {**first.options["diffence"], "scenario": 1}, prep, plan, draw, t=choices[0])
     known = ("defender_members", "defender_nonmembers")
     found = {t: tuple(recon.get(base.with_config(t=t), "", known).values()) for t in choices}
     tuned = base.tune_from_candidates(found)
@@ -182,7 +186,7 @@ def _release_generic(defense: Defense, prep: Prepared, queries: dict) -> dict:
                 for r in roles_of(split)} for q, xq in queries.items()}
 
 
-def build_defense(spec: dict, prep: Prepared, plan: dict, draw: int = 0, t: int | None = None) -> Defense:
+def build_defense(spec: DefenseSpec, prep: Prepared, plan: Plan, draw: int = 0, t: int | None = None) -> Defense:
     """A row's defense from its plan entry: its stages built, pre- and post-inference in the listed order."""
     from diffence_plugin.defense import Diffence
     from diffence_plugin.defenses.pipeline import DefensePipeline
@@ -190,33 +194,33 @@ def build_defense(spec: dict, prep: Prepared, plan: dict, draw: int = 0, t: int 
 
     registry = get_defenses()
     pre, post = [], []
-    for name in spec["name"]:
-        stage = build_stage(name, spec["options"][name], prep, plan, draw, t if name == "diffence" else None)
+    for name in spec.name:
+        stage = build_stage(name, spec.options[name], prep, plan, draw, t if name == "diffence" else None)
         (pre if registry[name].stage == "pre_inference" else post).append(stage)
     pipeline = DefensePipeline(prep.model, pre, post)
     diffence = pre[0] if len(pre) == 1 and isinstance(pre[0], Diffence) else None
-    return Defense(label=spec["label"], pre=pre, post=post, pipeline=pipeline, diffence=diffence)
+    return Defense(label=spec.label, pre=pre, post=post, pipeline=pipeline, diffence=diffence)
 
 
-def defend(plan: dict, prep: Prepared, executor, log, timings: dict) -> Defended:
+def defend(ctx: RunContext, prep: Prepared) -> Defended:
     """Stage 2: fit every defense on the defender's known records and release every role once per query."""
-    queries = {"": prep.x} | ({"flip": hflip(prep.x)} if plan["attacks"]["augment"] else {})
-    recon = Reconstructions(prep, queries, executor, plan["run"]["shard_size"])
+    plan, executor, log, timings = ctx.plan, ctx.executor, ctx.log, ctx.timings
+    queries = {"": prep.x} | ({"flip": hflip(prep.x)} if plan.attacks.augment else {})
+    recon = Reconstructions(prep, queries, executor, plan.run.shard_size)
     released = {q: {"undefended": undefended_releases(prep.model, xq, prep.split)} for q, xq in queries.items()}
     inputs = sum(len(getattr(prep.split, r)) for r in roles_of(prep.split))
-    with phase(f"[3/6] defending: {len(plan['defenses'])} defenses on {inputs} inputs", timings, "diffence_s", log):
+    with phase(f"[3/6] defending: {len(plan.defenses)} defenses on {inputs} inputs", timings, "diffence_s", log):
         tuned, search = tune_t(plan, prep, recon)
         if tuned is not None:
-            log(f"      calibration chose t = {tuned} among {plan['diffusion']['t_choices']}")
+            log(f"      calibration chose t = {tuned} among {plan.diffusion.t_choices}")
         defenses = {}
-        for spec in plan["defenses"]:
-            on_own_ddpm = "diffence" in spec["name"] and "path" not in spec["options"]["diffence"]
-            defense = build_defense(spec, prep, plan, t=tuned if on_own_ddpm else None)
+        for spec in plan.defenses:
+            defense = build_defense(spec, prep, plan, t=tuned if spec.on_defender_ddpm else None)
             fast = _fast(defense.pre, defense.post)
             for q, rel in (_release_fast(defense, prep, recon, queries) if fast
                            else _release_generic(defense, prep, queries)).items():
-                released[q][spec["label"]] = rel
+                released[q][spec.label] = rel
             if defense.diffence is not None and defense.diffence.calibration is not None and search:
                 defense.diffence.calibration.extra["t_search"] = search
-            defenses[spec["label"]] = defense
+            defenses[spec.label] = defense
     return Defended(defenses=defenses, released=released, queries=queries, recon=recon)

@@ -14,36 +14,33 @@ import numpy as np
 import torch
 
 from diffence_plugin.audit.machine import machine
-from diffence_plugin.audit.plan import shareable
+from diffence_plugin.audit.plan import DefenseSpec, Plan, shareable
 from diffence_plugin.audit.results import RESULTS_FORMAT, records_digest
 from diffence_plugin.audit.stages.arm import Armed
 from diffence_plugin.audit.stages.defend import Defended, Defense
-from diffence_plugin.audit.stages.prepare import Prepared, _needs_defender_ddpm
+from diffence_plugin.audit.stages.prepare import Prepared
 
 
-def _diffusion_setting(plan: dict) -> Any:
+def _diffusion_setting(plan: Plan) -> Any:
     """The defender's diffusion model as the report names it: its recipe only when the run trains it."""
-    if "path" in plan["diffusion"]:
-        return f"loaded from {plan['diffusion']['path']}"
-    if _needs_defender_ddpm(plan):
-        return plan["diffusion"]
-    if any("diffence" in d["name"] for d in plan["defenses"]):
+    if plan.diffusion.path is not None:
+        return f"loaded from {plan.diffusion.path}"
+    if plan.needs_defender_ddpm:
+        return plan.diffusion.given()
+    if plan.diffences:
         return "not trained: each Diffence defense loads its own (options.path)"
     return "none (no Diffence defense)"
 
 
-def _defense_setting(d: dict, defense: Defense | None) -> dict:
+def _defense_setting(d: DefenseSpec, defense: Defense | None) -> dict:
     """A defense's options as given, and for a Diffence stage every setting it ran with (defaults included,
     the secret seed left out) and its diffusion model's training."""
-    import inspect
-
-    from diffence_plugin.registry import get_defenses
+    from diffence_plugin.registry import get_defenses, option_defaults
 
     registry, shown = get_defenses(), {}
-    for name, options in d["options"].items():
+    for name, options in d.options.items():
         entry = registry.get(name)
-        params = inspect.signature(entry.factory).parameters.values() if entry is not None else ()
-        defaults = {p.name: p.default for p in params if p.default not in (inspect.Parameter.empty, None)}
+        defaults = {k: v for k, v in (option_defaults(entry.factory) if entry else {}).items() if v is not None}
         shown[name] = {k: v for k, v in {**defaults, **options}.items() if k not in ("seed", "progress")}
     stage = getattr(defense, "diffence", None)
     if stage is not None:
@@ -56,27 +53,27 @@ def _defense_setting(d: dict, defense: Defense | None) -> dict:
     return shown
 
 
-def settings_summary(plan: dict, defended: Defended | None = None) -> dict:
+def settings_summary(plan: Plan, defended: Defended | None = None) -> dict:
     """What the report shows of a plan: the target, data, roles, every defense's settings, the attacker."""
-    target, data = plan["target"], plan["data"]
-    where = data.get("npz") or data["dataset"]
+    target, data = plan.target, plan.data
+    where = data.npz or data.dataset
     return {
-        "title": f"{target['model']} on {Path(where).name if 'npz' in data else where}",
-        "plan": plan["name"],
-        "target": target["model"] + (f" from {target['weights']}" if "weights" in target else
-                                     f" trained with {target['train']}"),
-        "data": data.get("npz") or f"{data['dataset']}" + (f" in {data['folder']}" if "folder" in data else ""),
-        "members": {k: v for k, v in plan["members"].items()},
-        "roles": plan["roles"],
+        "title": f"{target.model} on {Path(where).name if data.npz else where}",
+        "plan": plan.name,
+        "target": target.model + (f" from {target.weights}" if target.weights is not None else
+                                  f" trained with {target.train.given()}"),
+        "data": data.npz or f"{data.dataset}" + (f" in {data.folder}" if data.folder is not None else ""),
+        "members": plan.members.given(),
+        "roles": plan.roles.given(),
         "diffusion": _diffusion_setting(plan),
-        **{f"defense {d['label']}": _defense_setting(d, defended.defenses.get(d["label"]) if defended else None)
-           for d in plan["defenses"]},
-        "attacks": plan["attacks"],
-        "run seed": plan["run"]["seed"],
+        **{f"defense {d.label}": _defense_setting(d, defended.defenses.get(d.label) if defended else None)
+           for d in plan.defenses},
+        "attacks": plan.attacks.given(),
+        "run seed": plan.run.seed,
     }
 
 
-def collect_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
+def collect_results(plan: Plan, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
                     timings: dict, start: float, load: dict | None = None, canaries: list | None = None) -> dict:
     """The audit's results from what the stages produced: the one record everything after this reads."""
     calibration = {label: asdict(d.diffence.calibration) for label, d in defended.defenses.items()
@@ -86,7 +83,7 @@ def collect_results(plan: dict, prep: Prepared, defended: Defended, armed: Armed
                "records": {"evaluation": records_digest(prep.split.eval_members, prep.split.eval_nonmembers)},
                "calibration": calibration, "rows": [r.to_dict() for r in rows],
                **({"defense_seeds": noise} if noise else {}),
-               **({"canaries": {"kind": plan["roles"]["canary_kind"], "members": len(prep.split.canary_members),
+               **({"canaries": {"kind": plan.roles.canary_kind, "members": len(prep.split.canary_members),
                                 "nonmembers": len(prep.split.canary_nonmembers),
                                 "rows": [r.to_dict() for r in canaries]}} if canaries else {}),
                "phi": released_phi(defended.released[""]), "timings": timings,
@@ -115,10 +112,10 @@ def write_results(results: dict, out: Path) -> list[Path]:
     return written
 
 
-def write_record(plan: dict, out: Path) -> None:
+def write_record(plan: Plan, out: Path) -> None:
     """``config.json``: the resolved plan, secret seed included, readable by its owner only; a rerun from it
     gives the same numbers."""
-    record = json.loads(json.dumps(plan, default=str))
+    record = plan.to_dict()
     record["run"]["overwrite"] = False  # a rerun from the record never replaces a folder silently
     path = out / "config.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

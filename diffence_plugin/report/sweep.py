@@ -1,0 +1,67 @@
+"""A sweep's combined table and plot: every variant's rows side by side, from their results alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from diffence_plugin.report.tables import format_auc, format_tpr  # noqa: E402
+
+
+def _values(variant: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in variant["values"].items())
+
+
+def format_sweep_table(record: dict, results: list[dict]) -> str:
+    """One Markdown row per variant and defense: the chosen attack, LiRA, LiRA's TPR at 1% FPR, RMIA, accuracy."""
+    lines = ["| variant | defense | test acc | chosen attack | AUC [95% CI] | LiRA AUC | LiRA TPR@1%FPR | RMIA AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant, res in zip(record["variants"], results):
+        for row in res["rows"]:
+            best = row["best"]
+            accuracy = row.get("test_accuracy")
+            lines.append(f"| {_values(variant)} | {row['defense']} | "
+                         f"{'-' if accuracy is None else f'{accuracy:.4f}'} | {best['attack']} | {format_auc(best)} | "
+                         f"{format_auc(row.get('lira'))} | {format_tpr(row.get('lira'))} | "
+                         f"{format_auc(row.get('rmia'))} |")
+    return "\n".join(lines)
+
+
+def plot_sweep(record: dict, results: list[dict], path: Path) -> Path:
+    """The chosen attack's and LiRA's AUC (with 95% intervals) per defense across the variants."""
+    labels = [_values(v) for v in record["variants"]]
+    defenses = [row["defense"] for row in results[0]["rows"]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, family in zip(axes, ("best", "lira")):
+        for offset, name in enumerate(defenses):
+            points = [(i, row[family]) for i, res in enumerate(results) for row in res["rows"]
+                      if row["defense"] == name and row.get(family)]
+            if not points:
+                continue
+            xs = [i + 0.06 * (offset - len(defenses) / 2) for i, _ in points]
+            aucs = [r["auc"] for _, r in points]
+            low = [r["auc"] - r["ci"]["auc"][0] for _, r in points]
+            high = [r["ci"]["auc"][1] - r["auc"] for _, r in points]
+            ax.errorbar(xs, aucs, yerr=[low, high], marker="o", capsize=3, lw=1, label=name)
+        ax.axhline(0.5, color="black", lw=0.8, ls="--")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title("chosen attack" if family == "best" else "LiRA")
+        ax.set_ylabel("AUC (95% CI)")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"{record['plan']}: " + " x ".join(record["over"]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_sweep_report(record: dict, results: list[dict], out: Path) -> list[Path]:
+    """``sweep.md`` (the table) and ``sweep.png`` (the plot) beside ``sweep.json``."""
+    out = Path(out)
+    table = out / "sweep.md"
+    table.write_text(f"# {record['plan']}\n\n{format_sweep_table(record, results)}\n")
+    return [table, plot_sweep(record, results, out / "sweep.png")]
