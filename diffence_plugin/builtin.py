@@ -54,18 +54,18 @@ def diffence_register_post_inference(register):
 
 
 def _family(name: str):
-    def factory():
-        from diffence_plugin.attacks import families
+    def factory(**options):
+        from diffence_plugin.attacks import adaptive_family, families
 
-        return {"threshold": families.ThresholdFamily, "lira": families.LiRAFamily,
-                "rmia": families.RMIAFamily, "labels": families.LabelViewFamily}[name]()
+        return {"threshold": families.ThresholdFamily, "lira": families.LiRAFamily, "rmia": families.RMIAFamily,
+                "labels": families.LabelViewFamily, "adaptive": adaptive_family.AdaptiveFamily}[name](**options)
     factory.__name__ = f"{name}_family"
     return factory
 
 
 @hookimpl
 def diffence_register_attacks(register):
-    for name in ("threshold", "lira", "rmia", "labels"):
+    for name in ("threshold", "lira", "rmia", "labels", "adaptive"):
         register(name, _family(name))
 
 

@@ -28,7 +28,7 @@ DUAL_FILE = "dual.json"  # a DualReconstructor's folder: its mode; the two model
 DUAL_FORMAT = "diffence-dual-reconstructor"
 DUAL_MODES = ("alternate", "keyed")
 # Pixels per UNet call on a CPU before it is measured, and when it is not (64 CIFAR-10 images; 1,024 of the
-# 8x8 digits). benchmarks/bench_reconstruct.py (docs/results.md): the tiny UNet ran about 2x faster on 64 32x32
+# 8x8 digits). the reconstruction benchmark (docs/results/speed.md): the tiny UNet ran about 2x faster on 64 32x32
 # images per call than on 1,024 on the 2-core machine (activations that stay in cache), while small images need
 # large calls to amortise each call's overhead. The best chunk differs between CPUs and precisions, so a
 # Reconstructor measures it (``cpu_chunk = "auto"``): the outputs are bit-identical whatever the chunk, so the

@@ -104,7 +104,7 @@ def test_a_run_keeps_its_record_owner_only_and_its_results_without_secrets(demo_
     record = json.loads((out / "config.json").read_text())
     assert record["run"]["overwrite"] is False
     results = json.loads((out / "results.json").read_text())
-    assert results["format"] == "diffence-results-v1" and results["settings"]["plan"] == "demo"
+    assert results["format"] == "diffence-results-v2" and results["settings"]["plan"] == "demo"
     assert (out / "report.html").is_file()
     # the second run came from this record (its secret seed included): the same rows
     assert demo_twice[1].results["rows"] == demo_twice[0].results["rows"]

@@ -32,7 +32,7 @@ from diffence_plugin.defense import Diffence
 from diffence_plugin.outputs import Candidates
 
 # families a plan turns on by their own keys, not [attacks].plugins
-BUILTIN = ("threshold", "lira", "rmia", "labels", "art")
+BUILTIN = ("threshold", "lira", "rmia", "labels", "art", "adaptive")
 # those that need no estimator: rerun on each selection draw
 SPREAD_FAMILIES = ("threshold", "lira", "rmia", "labels")
 
@@ -121,7 +121,7 @@ class LabelViewFamily:
     Every release shows its label, so what the label gives away is a floor for every row, and the attacker
     may choose it on its own records like any other attack. Without it a release that keeps every label but
     flattens the scores (HAMP's output modification) scored below "labels only" of the same run (LiRA 0.772
-    against 0.805 on CIFAR-10, docs/results.md). On a row that keeps every label these are the "labels only"
+    against 0.805 on CIFAR-10, docs/results/cifar10-stacking.md). On a row that keeps every label these are the "labels only"
     row's LiRA attacks up to the references' own labels.
     """
 
@@ -186,6 +186,9 @@ def plan_families(attacks: Any) -> list[AttackFamily]:
     families = [as_family(name, registry[name]()) for name in names]
     if attacks.art:
         families.append(as_family("art", registry["art"](attacks=tuple(attacks.art))))
+    if attacks.adaptive:
+        families.append(as_family("adaptive", registry["adaptive"](
+            kinds=tuple(attacks.adaptive), copies=attacks.adaptive_copies, step=attacks.adaptive_step)))
     return families
 
 

@@ -54,7 +54,7 @@ def _warning_line(seen: set[str]) -> Callable[..., None]:
 def main(argv: list[str] | None = None) -> int:
     # Threads that sleep at a barrier instead of spinning: beside one other busy process the 2-core machine ran
     # Diffence 2.8x slower with OpenMP's default spinning and 1.6x with this, and as fast alone
-    # (benchmarks/bench_reconstruct.py, docs/results.md). Read when torch loads, which the CLI does lazily.
+    # (docs/results/speed.md). Read when torch loads, which the CLI does lazily.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -86,7 +86,7 @@ def train_diffusion(
             is kept in the settings.
         record: extra facts kept in ``training`` and checked on resume (``train_dual`` records the half).
         channels_last: train in channels-last memory format (10-17% faster steps on a 2-core CPU,
-            docs/results.md; not bit-identical to the default); the returned weights are the same kind either
+            docs/results/speed.md; not bit-identical to the default); the returned weights are the same kind either
             way.
     """
     x = as_image_batch(images, "images")

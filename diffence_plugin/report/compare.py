@@ -11,6 +11,8 @@ then gives, for every row both runs have, the change of the chosen attack's AUC,
 
 from __future__ import annotations
 
+from diffence_plugin.audit.results import Results, Row
+
 import numpy as np
 
 from diffence_plugin.attacks.metrics import (
@@ -52,7 +54,7 @@ def _attack(row: dict, pick: str) -> AttackResult | None:
                         nonmember_scores=n)
 
 
-def compare_rows(row_a: dict, row_b: dict, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
+def compare_rows(row_a: Row, row_b: Row, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """Row B against row A on the same records: AUC changes of the chosen attack and LiRA, LiRA's TPR change at
     1% FPR, each with its paired 95% interval, and both rows' accuracy, labels kept and non-member utility."""
     out: dict = {"defense": row_a["defense"]}
@@ -71,7 +73,7 @@ def compare_rows(row_a: dict, row_b: dict, *, bootstrap: int = BOOTSTRAP, seed: 
     return out
 
 
-def compare_results(a: dict, b: dict, *, rows: tuple[str, str] | None = None, bootstrap: int = BOOTSTRAP,
+def compare_results(a: Results, b: Results, *, rows: tuple[str, str] | None = None, bootstrap: int = BOOTSTRAP,
                     seed: int = 0) -> dict:
     """Every row (and canary row) both runs have, B against A, after checking they score the same records.
 

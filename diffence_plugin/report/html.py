@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from diffence_plugin.audit.results import Results
+
 import base64
 import html
 from pathlib import Path
@@ -43,7 +45,7 @@ def _settings_table(settings: dict) -> str:
     return f"<table class='settings'>{rows}</table>"
 
 
-def canary_section(results: dict) -> str:
+def canary_section(results: Results) -> str:
     """The canaries' own tables (the worst case, kept out of the rows above), or nothing without canaries."""
     canaries = results.get("canaries")
     if not canaries:
@@ -59,7 +61,7 @@ def canary_section(results: dict) -> str:
             f"{_html_table(format_table(rows))}{_html_table(format_change_table(rows))}")
 
 
-def write_report(results: dict, out_dir: Path) -> Path:
+def write_report(results: Results, out_dir: Path) -> Path:
     """Write ``roc.png``, ``phi_histograms.png`` and a self-contained ``report.html`` to ``out_dir``."""
     out_dir = Path(out_dir)
     intervals = {name: (c["lo"], c["hi"]) for name, c in results.get("calibration", {}).items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from diffence_plugin.audit.results import Results
+
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +14,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 
-def plot_roc(results: dict, path: Path) -> Path:
+def plot_roc(results: Results, path: Path) -> Path:
     """Log-log ROC curves of the chosen attack and of LiRA per defense, from the per-record scores."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     for ax, family in zip(axes, ("best", "lira")):

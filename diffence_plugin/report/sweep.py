@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from diffence_plugin.audit.results import Results
+
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +18,7 @@ def _values(variant: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in variant["values"].items())
 
 
-def format_sweep_table(record: dict, results: list[dict]) -> str:
+def format_sweep_table(record: dict, results: list[Results]) -> str:
     """One Markdown row per variant and defense: the chosen attack, LiRA, LiRA's TPR at 1% FPR, RMIA, accuracy."""
     lines = ["| variant | defense | test acc | chosen attack | AUC [95% CI] | LiRA AUC | LiRA TPR@1%FPR | RMIA AUC |",
              "|---|---|---|---|---|---|---|---|"]
@@ -31,7 +33,7 @@ def format_sweep_table(record: dict, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_sweep(record: dict, results: list[dict], path: Path) -> Path:
+def plot_sweep(record: dict, results: list[Results], path: Path) -> Path:
     """The chosen attack's and LiRA's AUC (with 95% intervals) per defense across the variants."""
     labels = [_values(v) for v in record["variants"]]
     defenses = [row["defense"] for row in results[0]["rows"]]
@@ -59,7 +61,7 @@ def plot_sweep(record: dict, results: list[dict], path: Path) -> Path:
     return path
 
 
-def write_sweep_report(record: dict, results: list[dict], out: Path) -> list[Path]:
+def write_sweep_report(record: dict, results: list[Results], out: Path) -> list[Path]:
     """``sweep.md`` (the table) and ``sweep.png`` (the plot) beside ``sweep.json``."""
     out = Path(out)
     table = out / "sweep.md"

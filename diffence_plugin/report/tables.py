@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from diffence_plugin.audit.results import Results
+
 from diffence_plugin.attacks.metrics import format_change, resolvable
 
 
@@ -30,7 +32,7 @@ def format_tpr(result: dict | None, level: str = "0.01") -> str:
     return _pct(result["tpr"].get(level)) + _ci(result["ci"].get(f"tpr@{level}"), pct=True)
 
 
-def format_table(results: dict) -> str:
+def format_table(results: Results) -> str:
     """The main table as Markdown: accuracy, the attacker's chosen attack, LiRA, RMIA and the label-only floor.
 
     TPR at 0.1% FPR gets its own columns only where the evaluation non-members resolve it (at least 1,000)."""
@@ -54,7 +56,7 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def format_change_table(results: dict) -> str:
+def format_change_table(results: Results) -> str:
     """AUC change from the undefended row (paired bootstrap), and the spread over Diffence's selection draws."""
     lines = ["| defense | chosen-attack AUC change [95% CI] | LiRA AUC change [95% CI] | "
              "LiRA TPR@1%FPR change [95% CI] | chosen AUC over draws (mean ± sd) | LiRA AUC over draws | references |",
@@ -73,7 +75,7 @@ def format_change_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def format_utility_table(results: dict) -> str:
+def format_utility_table(results: Results) -> str:
     """The utility of each row's released vectors: ECE (15 bins), NLL and Brier score on the evaluation
     non-members and members, with 95% bootstrap intervals. Labels only is the floor a soft release must beat."""
     lines = ["| defense | test acc | ECE non-members [95% CI] | NLL non-members [95% CI] | Brier non-members [95% CI] "
@@ -92,7 +94,7 @@ def format_utility_table(results: dict) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def training_note(results: dict) -> str:
+def training_note(results: Results) -> str:
     """A warning when a model behind the numbers was trained against a time budget: the same command trains a
     different number of steps on another machine, so the numbers do not reproduce there."""
     runs = []
@@ -106,7 +108,7 @@ def training_note(results: dict) -> str:
             "gives again.")
 
 
-def format_seed_table(results: dict) -> str:
+def format_seed_table(results: Results) -> str:
     """Each Diffence row under each defense seed (reconstructed and calibrated again), and the mean and sd over
     the seeds: the spread over the defense's own noise. Empty when the run used one seed."""
     noise = results.get("defense_seeds")
@@ -130,7 +132,7 @@ def format_seed_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def format_attack_table(results: dict) -> str:
+def format_attack_table(results: Results) -> str:
     """AUC of every attack (rows) under every defense (columns); the selection AUC decides the chosen one."""
     names = [r["defense"] for r in results["rows"]]
     attacks = []

@@ -149,10 +149,12 @@ def _model_at(loc: tuple) -> type[BaseModel]:
 
 
 def _choices(loc: tuple) -> list:
-    model = _model_at(loc[:-1])
-    annotation = model.model_fields[str(loc[-1])].annotation
-    return [a for arg in typing.get_args(annotation) or (annotation,) for a in (typing.get_args(arg) or (arg,))
-            if a is not type(None)]
+    """The values a Literal field (or a list of them) allows."""
+    names = [part for part in loc if isinstance(part, str)]
+    annotation = _model_at(tuple(names[:-1])).model_fields[names[-1]].annotation
+    while typing.get_origin(annotation) is not typing.Literal and typing.get_args(annotation):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return list(typing.get_args(annotation))
 
 
 KINDS = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool", "list_type": "list",

@@ -39,7 +39,10 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``attacker_ddpm_records`` (how many of its pool records its DDPM trains on; 0: all; under
   ``[diffusion].data = "public"`` it trains on the public data instead), ``selection_draws``,
   ``defense_seeds``, ``plugins`` (attacks registered by plugins, ``diffence_register_attacks``, by name),
-  ``labels`` (LiRA on every release's top-1 labels alone, a floor every row's chosen attack may pick; default on).
+  ``labels`` (LiRA on every release's top-1 labels alone, a floor every row's chosen attack may pick; default on),
+  ``adaptive`` (the adaptive attacker, ``attacks.adaptive_family``: "repeat", "average" and "label_noise", each
+  querying every record ``adaptive_copies`` times; "average" moves the flattest pixels by ``adaptive_step``,
+  one grey level: 1/255, or 1/16 for digits; off by default, being as costly as M more audits of every row).
 - ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``cache`` (a folder for trained stages and reference models, shared by runs whose stages match, as the
   variants of a sweep are; default: the run's own folder), ``threads`` (torch threads per task; 0: torch's
@@ -48,9 +51,9 @@ Sections and keys (defaults in ``DEFAULTS``):
   faster on long runs after a first-call cost, see ``Reconstructor.compile``), ``device`` ("auto", "cpu",
   "cuda"), ``channels_last`` (train and run the classifiers and train the DDPMs in channels-last memory
   format on a CPU too: on the 2-core CPU the CPU preset's target trained 26% and its DDPM 10% faster,
-  docs/results.md; not bit-identical to the default; CUDA always uses it), ``reconstruct_bf16`` (the DDPM
+  docs/results/speed.md; not bit-identical to the default; CUDA always uses it), ``reconstruct_bf16`` (the DDPM
   reconstructs under bf16 autocast on a CPU too, for the defender and the attacker's copies: for CPUs with
-  bf16 units, where Diffence ran 1.2x faster, docs/results.md; a CPU without them warns, being about 10x slower;
+  bf16 units, where Diffence ran 1.2x faster, docs/results/speed.md; a CPU without them warns, being about 10x slower;
   not bit-identical to float32; CUDA always uses bf16), ``defense_seed``
   ("secret": drawn with ``secrets`` and recorded; "derived": from ``[run].seed``, public, for published
   demos only).
@@ -167,6 +170,9 @@ class AttacksSection(Section):
     defense_seeds: int = Field(1, ge=1)
     plugins: list[str] = []
     labels: bool = True
+    adaptive: list[Literal["repeat", "average", "label_noise"]] = []
+    adaptive_copies: int = Field(8, ge=1)
+    adaptive_step: float = Field(1 / 255, gt=0)
 
 
 class RunSection(Section):

@@ -15,7 +15,7 @@ import torch
 
 from diffence_plugin.audit.machine import machine
 from diffence_plugin.audit.plan import DefenseSpec, Plan, shareable
-from diffence_plugin.audit.results import RESULTS_FORMAT, records_digest
+from diffence_plugin.audit.results import RESULTS_FORMAT, Results, checked, records_digest, write_results_file
 from diffence_plugin.audit.stages.arm import Armed
 from diffence_plugin.audit.stages.defend import Defended, Defense
 from diffence_plugin.audit.stages.prepare import Prepared
@@ -74,7 +74,7 @@ def settings_summary(plan: Plan, defended: Defended | None = None) -> dict:
 
 
 def collect_results(plan: Plan, prep: Prepared, defended: Defended, armed: Armed, rows: list, noise: dict | None,
-                    timings: dict, start: float, load: dict | None = None, canaries: list | None = None) -> dict:
+                    timings: dict, start: float, load: dict | None = None, canaries: list | None = None) -> Results:
     """The audit's results from what the stages produced: the one record everything after this reads."""
     calibration = {label: asdict(d.diffence.calibration) for label, d in defended.defenses.items()
                    if d.diffence is not None and d.diffence.calibration is not None}
@@ -88,7 +88,7 @@ def collect_results(plan: Plan, prep: Prepared, defended: Defended, armed: Armed
                                 "rows": [r.to_dict() for r in canaries]}} if canaries else {}),
                "phi": released_phi(defended.released[""]), "timings": timings,
                "seconds": time.perf_counter() - start, "machine": {**machine(), "at_start": load}}
-    return json.loads(json.dumps(results, default=str))  # as it will be read back
+    return checked(json.loads(json.dumps(results, default=str)))  # as it will be read back
 
 
 def released_phi(released: dict) -> dict:
@@ -100,13 +100,11 @@ def released_phi(released: dict) -> dict:
                     for role in ("eval_members", "eval_nonmembers")} for label, probs in released.items()}
 
 
-def write_results(results: dict, out: Path) -> list[Path]:
+def write_results(results: Results, out: Path) -> list[Path]:
     """Stage 5: ``results.json``, then every registered report (``report.html``, its figures) from it alone."""
     from diffence_plugin.registry import get_reporters
 
-    path = out / "results.json"
-    path.write_text(json.dumps(results, indent=2))
-    written = [path]
+    written = [write_results_file(results, out / "results.json")]
     for writer in get_reporters().values():
         written += writer(results, out)
     return written
