@@ -5,6 +5,7 @@ executor; the HTML report; the datasets digits, CIFAR-10, CIFAR-100 and SVHN; th
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from diffence_plugin.registry.hookspecs import hookimpl
@@ -38,8 +39,18 @@ def diffence_register_training_defenses(register):
     register("advreg", defenses.AdvReg)
 
 
+def _diffence_signature() -> inspect.Signature:
+    """The diffence factory's options: its own (a model to load or use, a calibration) and DiffenceConfig's."""
+    from diffence_plugin.config import DiffenceConfig
+
+    own = [p for name, p in inspect.signature(_diffence).parameters.items() if name != "config"]
+    return inspect.Signature(own + list(inspect.signature(DiffenceConfig).parameters.values()))
+
+
 @hookimpl
 def diffence_register_pre_inference(register):
+    if not hasattr(_diffence, "__signature__"):
+        _diffence.__signature__ = _diffence_signature()
     register("diffence", _diffence)
 
 

@@ -326,7 +326,7 @@ def test_every_plan_field_is_read_by_the_engine():
 
     package = ROOT / "diffence_plugin"
     files = [*(package / "audit" / "stages").glob("*.py"), package / "audit" / "run.py", package / "audit" / "store.py",
-             package / "audit" / "context.py",
+             package / "audit" / "context.py", package / "audit" / "sweep.py",
              package / "attacks" / "families.py"]
     source = "".join(path.read_text() for path in files)
     unread = [f"[{section}].{key}" for section, model in SECTION_MODELS.items() for key in model.model_fields

@@ -119,19 +119,10 @@ def _run_plan(plan, args: argparse.Namespace, *, attack_table: bool = False) -> 
     _set_threads(getattr(args, "threads", None))
     _log_to_stderr()
     from diffence_plugin.audit.run import run_plan
-    from diffence_plugin.report import (
-        format_attack_table,
-        format_change_table,
-        format_seed_table,
-        format_table,
-        format_utility_table,
-        training_note,
-    )
+    from diffence_plugin.report import summary_tables
 
     results = run_plan(plan).results
-    tables = [format_table(results), format_change_table(results), format_utility_table(results),
-              format_seed_table(results), format_attack_table(results) if attack_table else "", training_note(results)]
-    print("\n" + "\n\n".join(t for t in tables if t))
+    print("\n" + summary_tables(results, every_attack=attack_table))
     print(f"\nwrote {out / 'results.json'}, {out / 'report.html'} and {out / 'config.json'} (owner-only: it holds "
           f"the defense's seed) in {results['seconds']:.0f} s")
     return 0

@@ -15,16 +15,10 @@ def add(sub) -> None:
 
 def _options_of(factory) -> str:
     """A factory's keyword options with their defaults, as ``diffence plugins`` lists them."""
-    import inspect
+    from diffence_plugin.registry import option_defaults, option_names
 
-    params = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()) and factory.__name__ == "_diffence":
-        from diffence_plugin.config import DiffenceConfig
-
-        params = {**{k: v for k, v in params.items() if v.kind is not v.VAR_KEYWORD},
-                  **inspect.signature(DiffenceConfig).parameters}
-    shown = [f"{name}={p.default!r}" if p.default is not p.empty else name for name, p in params.items()
-             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    defaults = option_defaults(factory)
+    shown = [f"{name}={defaults[name]!r}" if name in defaults else name for name in option_names(factory) or []]
     return ", ".join(shown) or "none"
 
 

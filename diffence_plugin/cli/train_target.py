@@ -53,19 +53,17 @@ def _parse_options(pairs: list[str]) -> dict:
 
 def _check_options(defense: str, options: dict) -> None:
     """Refuse unknown ``--option`` keys, listing the defense's valid ones."""
-    import inspect
-
-    from diffence_plugin.registry import get_defenses
+    from diffence_plugin.registry import get_defenses, option_names
 
     registry = get_defenses()
     entry = registry.get(defense)
     if entry is None or entry.stage != "training":
         names = sorted(n for n, e in registry.items() if e.stage == "training")
         raise UsageError(f"unknown --defense {defense!r}; choose from {names}")
-    params = inspect.signature(entry.factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    names = option_names(entry.factory)
+    if names is None:
         return
-    valid = sorted(name for name in params if name != "self")
+    valid = sorted(names)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UsageError(f"unknown --option {unknown} for defense {defense!r}; valid options: {valid or 'none'}")

@@ -8,8 +8,8 @@ from diffence_plugin.registry.hookspecs import hookimpl, hookspec
 from diffence_plugin.registry.manager import (ENTRY_POINT_GROUP, LOAD_PLUGINS_ENV, RegisteredDefense,
                                               accepted_options, fold_hook, get_attacks, get_datasets, get_defenses,
                                               get_executors, get_models, get_plugin_manager, get_reporters,
-                                              option_defaults)
+                                              option_defaults, option_names)
 
 __all__ = ["ENTRY_POINT_GROUP", "LOAD_PLUGINS_ENV", "RegisteredDefense", "accepted_options", "fold_hook",
            "get_attacks", "get_datasets", "get_defenses", "get_executors", "get_models", "get_plugin_manager",
-           "get_reporters", "hookimpl", "hookspec", "option_defaults"]
+           "get_reporters", "hookimpl", "hookspec", "option_defaults", "option_names"]

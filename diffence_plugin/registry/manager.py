@@ -118,13 +118,19 @@ def get_models(pm: pluggy.PluginManager | None = None) -> dict[str, Callable[...
     return _registry((pm or get_plugin_manager()).hook.diffence_register_models, "model")
 
 
-def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
-    """The keyword options a registered factory accepts (None: any, it takes ``**kwargs``): what a plan's options
-    are checked against and what ``diffence plugins`` lists. The one place a factory's signature is read."""
+def option_names(factory: Callable[..., Any]) -> list[str] | None:
+    """The keyword options a registered factory accepts, in its signature's order (None: any, it takes
+    ``**kwargs``). The one place a factory's signature is read, with ``option_defaults``."""
     params = inspect.signature(factory).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL}
+    return [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
+
+
+def accepted_options(factory: Callable[..., Any]) -> set[str] | None:
+    """``option_names`` as a set: what a plan's or a command's options are checked against."""
+    names = option_names(factory)
+    return None if names is None else set(names)
 
 
 def option_defaults(factory: Callable[..., Any]) -> dict[str, Any]:

@@ -146,3 +146,11 @@ def format_attack_table(results: Results) -> str:
             cells.append(f"{hit[0]['auc']:.3f}" if hit else "same labels")
         lines.append(f"| {attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_tables(results: Results, every_attack: bool = False) -> str:
+    """What a command prints when an audit ends: the results, the changes, the utility, the defense seeds,
+    every attack's AUC (``every_attack``) and the training note, those that have anything to show."""
+    tables = [format_table(results), format_change_table(results), format_utility_table(results),
+              format_seed_table(results), format_attack_table(results) if every_attack else "", training_note(results)]
+    return "\n\n".join(t for t in tables if t)
