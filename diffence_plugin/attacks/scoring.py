@@ -39,6 +39,7 @@ class DefenseRow:
     reference_aware: bool | None = None  # None: no reference-model attacks were run
     spread: dict | None = None  # over the defense's selection draws: mean and sd per figure
     change: dict | None = None  # AUC change from the undefended row, with a paired interval
+    versus_labels: dict | None = None  # the same change from the labels-only row, where the audit has one
     utility: dict | None = None  # ECE, NLL, Brier of the released vectors on evaluation non-members / members
 
     def attack(self, prefix: str) -> AttackResult | None:
@@ -53,7 +54,8 @@ class DefenseRow:
                 "best": self.best.to_dict(scores=False), "lira": lira.to_dict(scores=False) if lira else None,
                 "rmia": rmia.to_dict(scores=False) if rmia else None,
                 "correctness": floor.to_dict(scores=False) if floor else None,
-                "spread": self.spread, "change": self.change, "utility": self.utility,
+                "spread": self.spread, "change": self.change, "versus_labels": self.versus_labels,
+                "utility": self.utility,
                 "attacks": [a.to_dict(scores=scores) for a in self.attacks]}
 
 
@@ -190,7 +192,7 @@ def plugin_suite(released: Released, y: np.ndarray, split: MembershipSplit, atta
 
 
 def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
-    """AUC change of the chosen best attack and of LiRA from ``baseline``, and the change of LiRA's TPR at 1%
+    """AUC change of the chosen best attack and of LiRA from ``baseline``, and the change of each one's TPR at 1%
     FPR (where 1% is resolvable), with paired bootstrap intervals."""
     out = {}
     for key, pick in (("best", lambda r: r.best), ("lira", lambda r: r.attack("lira"))):
@@ -199,8 +201,7 @@ def compare_to(row: DefenseRow, baseline: DefenseRow, seed: int = 0) -> dict:
             continue
         diff, ci = auc_difference(after, before, seed=seed)
         out[key] = {"auc_change": diff, "ci": list(ci), "attack": after.attack, "baseline_attack": before.attack}
-        if key == "lira":
-            tpr = tpr_difference(after, before, 0.01, seed=seed)
-            if tpr is not None:
-                out[key]["tpr@0.01_change"], out[key]["tpr_ci"] = tpr[0], list(tpr[1])
+        tpr = tpr_difference(after, before, 0.01, seed=seed)
+        if tpr is not None:
+            out[key]["tpr@0.01_change"], out[key]["tpr_ci"] = tpr[0], list(tpr[1])
     return out

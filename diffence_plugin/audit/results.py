@@ -55,6 +55,7 @@ class Row(TypedDict):
     correctness: NotRequired[AttackFigure | None]
     spread: NotRequired[dict[str, Any] | None]
     change: NotRequired[dict[str, Any] | None]
+    versus_labels: NotRequired[dict[str, Any] | None]
     utility: NotRequired[dict[str, Any] | None]
     attacks: list[AttackFigure]
 

@@ -17,6 +17,7 @@ from diffence_plugin.report.tables import (
     format_table,
     format_utility_table,
     training_note,
+    verdict,
 )
 
 
@@ -65,8 +66,9 @@ def write_report(results: Results, out_dir: Path) -> Path:
     """Write ``roc.png``, ``phi_histograms.png`` and a self-contained ``report.html`` to ``out_dir``."""
     out_dir = Path(out_dir)
     intervals = {name: (c["lo"], c["hi"]) for name, c in results.get("calibration", {}).items()}
-    images = [plot_roc(results, out_dir / "roc.png"),
-              plot_phi_histograms(results.get("phi", {}), out_dir / "phi_histograms.png", intervals)]
+    images = [plot_roc(results, out_dir / "roc.png")]
+    if results.get("phi"):  # results before v2 have none
+        images.append(plot_phi_histograms(results["phi"], out_dir / "phi_histograms.png", intervals))
     pictures = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         f"</figure>" for p in images)
@@ -76,10 +78,14 @@ def write_report(results: Results, out_dir: Path) -> Path:
     settings = results.get("settings", {})
     title = "Diffence evaluation" + (f": {settings['title']}" if settings.get("title") else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}}th{{background:#f4f4f4}}
-table.settings td,table.settings th{{text-align:left;white-space:normal}}img{{max-width:100%}}</style></head>
+<style>body{{font-family:sans-serif;margin:1.5em;max-width:1300px;font-size:14px}}
+table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;
+text-align:right}}th{{background:#f4f4f4}}td:first-child{{text-align:left}}
+table.settings td,table.settings th{{text-align:left}}img{{max-width:100%}}li{{margin:0.3em 0}}</style></head>
 <body><h1>{html.escape(title)}</h1>
+<h2>Verdict</h2><ul>{''.join(f"<li>{html.escape(line)}</li>" for line in verdict(results))}</ul>
+<p>The intervals cover the sampling of the evaluation records, for one draw of the defense's and the attacker's
+seeds.</p>
 <p>95% bootstrap intervals in brackets. The chosen attack is the one with the highest AUC on the attacker's own
 held-out records; it is then measured on the evaluation records. "n/a": the FPR is below the resolution
 1 / non-members.</p>

@@ -32,6 +32,57 @@ def format_tpr(result: dict | None, level: str = "0.01") -> str:
     return _pct(result["tpr"].get(level)) + _ci(result["ci"].get(f"tpr@{level}"), pct=True)
 
 
+def _points(change: dict | None) -> str:
+    """A TPR change in percentage points with its interval: "-0.7 points [-12.0, +4.0]"."""
+    if not change or change.get("tpr@0.01_change") is None:
+        return "n/a (1% FPR is below the resolution)"
+    low, high = change["tpr_ci"]
+    return f"{100 * change['tpr@0.01_change']:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def _direction(change: dict | None) -> str:
+    """Whether a paired interval of an AUC change shows a decrease, an increase, or neither."""
+    if not change:
+        return "unknown"
+    low, high = change["ci"]
+    return "lower" if high < 0 else "higher" if low > 0 else "not measurably different"
+
+
+def verdict(results: Results) -> list[str]:
+    """One sentence per defended row, what a reader needs first: the change in the strongest attacker's AUC
+    and TPR at 1% FPR against the undefended model and against labels only (the floor at no accuracy cost),
+    and whether labels only would protect more. The intervals cover the evaluation records' sampling, for one
+    draw of the defense's and the attacker's seeds."""
+    rows = results["rows"]
+    floor = next((d["label"] for d in results.get("plan", {}).get("defenses", []) if d["name"] == ["labels_only"]),
+                 None)
+    accuracy = {r["defense"]: r["test_accuracy"] for r in rows}
+    side = {"lower": "leaks less than", "higher": "leaks more than", "not measurably different": "leaks about as "
+            "much as"}
+    lines = []
+    for r in rows[1:]:
+        change = (r.get("change") or {}).get("best")
+        text = (f"{r['defense']}: the strongest attack's AUC changes by {format_change(change)} and its TPR at 1% FPR "
+                f"by {_points(change)} against the undefended model")
+        if r["defense"] == floor:
+            text += "; this row is the floor, the released labels alone"
+        elif (versus := (r.get("versus_labels") or {}).get("best")) is not None:
+            text += (f"; against labels only, AUC {format_change(versus)} and TPR {_points(versus)}: it "
+                     f"{side[_direction(versus)]} labels only"
+                     + (", which keeps the same accuracy" if accuracy[r["defense"]] == accuracy[floor] else ""))
+        lines.append(text + ".")
+    return lines
+
+
+def format_verdict(results: Results) -> str:
+    """The verdict as the commands print it: a heading, one line per defense, and what the intervals cover."""
+    lines = verdict(results)
+    if not lines:
+        return ""
+    return "\n".join(["Verdict (95% intervals over the evaluation records; one draw of the defense's and the "
+                      "attacker's seeds):", *[f"- {line}" for line in lines]])
+
+
 def format_table(results: Results) -> str:
     """The main table as Markdown: accuracy, the attacker's chosen attack, LiRA, RMIA and the label-only floor.
 
@@ -151,6 +202,6 @@ def format_attack_table(results: Results) -> str:
 def summary_tables(results: Results, every_attack: bool = False) -> str:
     """What a command prints when an audit ends: the results, the changes, the utility, the defense seeds,
     every attack's AUC (``every_attack``) and the training note, those that have anything to show."""
-    tables = [format_table(results), format_change_table(results), format_utility_table(results),
+    tables = [format_verdict(results), format_table(results), format_change_table(results), format_utility_table(results),
               format_seed_table(results), format_attack_table(results) if every_attack else "", training_note(results)]
     return "\n\n".join(t for t in tables if t)

@@ -10,12 +10,12 @@ HIDDEN = "(secret: see config.json)"
 
 
 def shareable(plan: Plan) -> dict:
-    """The plan as a table without its secrets (the Diffence seeds), for results.json and the report."""
+    """The plan as a table without its secrets (the Diffence seeds; other defenses' seeds are settings like any),
+    for results.json and the report."""
     out = plan.to_dict()
     for d in out["defenses"]:
-        for options in d["options"].values():
-            if "seed" in options:
-                options["seed"] = HIDDEN
+        if "seed" in d["options"].get("diffence", {}):
+            d["options"]["diffence"]["seed"] = HIDDEN
     return out
 
 

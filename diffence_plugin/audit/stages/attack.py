@@ -77,7 +77,19 @@ def attack(ctx: RunContext, prep: Prepared, defended: Defended, suite: Attacks) 
                 row.change = compare_to(row, rows[0], seed=seed)
             rows.append(row)
             log(f"      {label}: {row.best.attack} AUC {row.best.auc:.3f}")
+        versus_labels_only(plan, rows, seed)
     return rows
+
+
+def versus_labels_only(plan: Plan, rows: list, seed: int) -> None:
+    """Each defended row's change from the labels-only row (the floor at no accuracy cost), where there is one."""
+    floor = next((d.label for d in plan.defenses if d.name == ["labels_only"]), None)
+    baseline = next((r for r in rows if r.defense == floor), None)
+    if baseline is None:
+        return
+    for row in rows[1:]:
+        if row is not baseline:
+            row.versus_labels = compare_to(row, baseline, seed=seed)
 
 
 def as_evaluation(released: dict) -> dict:

@@ -41,7 +41,8 @@ def _defense_setting(d: DefenseSpec, defense: Defense | None) -> dict:
     for name, options in d.options.items():
         entry = registry.get(name)
         defaults = {k: v for k, v in (option_defaults(entry.factory) if entry else {}).items() if v is not None}
-        shown[name] = {k: v for k, v in {**defaults, **options}.items() if k not in ("seed", "progress")}
+        hidden = ("seed", "progress") if name == "diffence" else ("progress",)  # Diffence's seed is the secret
+        shown[name] = {k: v for k, v in {**defaults, **options}.items() if k not in hidden}
     stage = getattr(defense, "diffence", None)
     if stage is not None:
         config = {f.name: getattr(stage.config, f.name) for f in fields(stage.config) if f.name != "seed"}
