@@ -92,3 +92,50 @@ def test_table3_runs_each_training_defense_as_a_variant(tmp_path):
         assert len({r["test_accuracy"] for r in rows}) == 1 and all(r["labels_kept"] == 1.0 for r in rows)
         assert all(r["reference_aware"] for r in rows[1:])
         assert res["training"]["target"]["recipe"]["defense"] == defense
+
+
+def test_repeats_redraw_the_defense_and_the_attacker_but_not_the_model(tmp_path):
+    """``[run].draw`` swept: the target and the DDPMs are trained once; the undefended row's threshold attacks
+    (no randomness but the records') are identical in every draw; Diffence's releases change (new noise); the
+    repeats table gives each row's mean ± sd and an interval at least as wide as one draw's."""
+    from diffence_plugin.audit.sweep import run_sweep
+    from diffence_plugin.report.sweep import format_repeats_table, repeats_summary
+
+    plan = load_preset("study-demo-repeats", TOY + ["diffence.n=2", "attacks.references=2",
+                                                    f"run.out={json.dumps(str(tmp_path))}"])
+    plan.defenses = [plan.defenses[0], plan.defenses[-1]]  # Scenario 1 and labels only
+    plan.sweep.over = {"run.draw": [0, 1, 2]}
+    record = run_sweep(plan, log=lambda *a: None)
+    _, results = load_sweep(tmp_path)
+    assert len(list((tmp_path / "cache" / "stages").glob("target-*.safetensors"))) == 1
+    assert len(list((tmp_path / "cache" / "stages").glob("defender-ddpm-*"))) == 1  # one DDPM for every draw
+
+    def auc(res, defense, attack):
+        row = next(r for r in res["rows"] if r["defense"] == defense)
+        return next(a["auc"] for a in row["attacks"] if a["attack"] == attack)
+    assert len({auc(r, "undefended", "loss") for r in results}) == 1
+    assert len({auc(r, "scenario_1", "loss") for r in results}) > 1
+    summary = repeats_summary(record, results)
+    lira = summary["scenario_1"]["lira"]["auc"]
+    assert lira["sd"] > 0 and lira["ci"][0] <= lira["mean"] <= lira["ci"][1]
+    single = next(r for r in results[0]["rows"] if r["defense"] == "scenario_1")["lira"]["ci"]["auc"]
+    assert lira["ci"][1] - lira["ci"][0] >= 0.5 * (single[1] - single[0])
+    assert "| scenario_1 | 3 |" in format_repeats_table(summary)
+
+
+def test_a_draw_redraws_every_randomised_defense_and_the_attacker_and_draw_0_is_the_plan_itself():
+    from diffence_plugin.audit.stages.defend import build_stage, defense_seed
+    from diffence_plugin.randomness import experiment_seed
+
+    plain, redrawn = load_preset("demo"), load_preset("demo", ["run.draw=2"])
+    assert defense_seed(plain) == experiment_seed(0)  # the published demo's Diffence seed, unchanged
+    assert defense_seed(redrawn) not in (None, defense_seed(plain))
+    assert build_stage("memguard", {"seed": 0}, None, plain).seed == 0
+    assert build_stage("memguard", {"seed": 0}, None, redrawn).seed not in (0, None)
+    assert build_stage("hamp_output", {}, None, redrawn).seed != build_stage("hamp_output", {}, None, plain).seed
+    assert (plain.attacker_draw_seed, plain.attacker_seed) == (1, 1)
+    assert redrawn.attacker_draw_seed != redrawn.attacker_seed == 1  # its DDPM: trained once, from attacker_seed
+    secret = load_preset("demo", ['run.defense_seed="secret"'])
+    again = load_preset("demo", ['run.defense_seed="secret"', "run.draw=1"])
+    assert defense_seed(secret) is None  # draw 0: the secret in the plan's own options
+    assert defense_seed(again) is not None

@@ -163,6 +163,32 @@ def membership_metrics(attack: str, member_scores, nonmember_scores, threshold: 
                         nonmembers=n.size, selection_auc=selection_auc, member_scores=m, nonmember_scores=n)
 
 
+def over_draws(pairs: list[tuple[np.ndarray, np.ndarray]], level: float = 0.01, *, bootstrap: int = BOOTSTRAP,
+               seed: int = 0) -> dict:
+    """One attack over several draws of the randomness that is not the records' (the defense's, the attacker's):
+    ``pairs`` holds each draw's (member, non-member) scores on the same evaluation records. Returns the mean and
+    sd of the AUC and of the TPR at FPR ``level`` over the draws, and 95% intervals that cover both the records'
+    sampling and the draws: the percentiles of every draw's bootstrap replicates pooled."""
+    if not pairs:
+        raise ValueError("over_draws needs at least one draw's scores")
+    aucs, tprs, pooled_auc, pooled_tpr = [], [], [], []
+    for m, n in (_check_scores(*pair) for pair in pairs):
+        aucs.append(float(_auc_rows(m[None], n[None])[0]))
+        tprs.append(float(_tpr_rows(m[None], n[None], level)[0]) if resolvable(level, n.size) else None)
+        rng = np.random.default_rng(seed)  # the same record resamples for every draw: only the draws differ
+        bm, bn = m[rng.integers(0, m.size, (bootstrap, m.size))], n[rng.integers(0, n.size, (bootstrap, n.size))]
+        pooled_auc.append(_auc_rows(bm, bn))
+        if tprs[-1] is not None:
+            pooled_tpr.append(_tpr_rows(bm, bn, level))
+    sd = (lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+    out = {"draws": len(pairs), "auc": {"mean": float(np.mean(aucs)), "sd": sd(aucs),
+                                        "ci": list(_interval(np.concatenate(pooled_auc)))}}
+    if all(v is not None for v in tprs):
+        out[f"tpr@{level:g}"] = {"mean": float(np.mean(tprs)), "sd": sd(tprs),
+                                 "ci": list(_interval(np.concatenate(pooled_tpr)))}
+    return out
+
+
 def auc_difference(after: AttackResult, before: AttackResult, *, bootstrap: int = BOOTSTRAP,
                    seed: int = 0) -> tuple[float, tuple[float, float]]:
     """AUC(after) - AUC(before) on the same records, with a paired bootstrap 95% interval.

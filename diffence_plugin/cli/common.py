@@ -87,12 +87,17 @@ def _run_sweep(plan, args: argparse.Namespace) -> int:
     _set_threads(getattr(args, "threads", None))
     _log_to_stderr()
     from diffence_plugin.audit.sweep import load_sweep
-    from diffence_plugin.report.sweep import format_sweep_table, write_sweep_report
+    from diffence_plugin.report.sweep import (format_repeats_table, format_sweep_table, repeats_summary,
+                                              write_sweep_report)
 
     run_sweep(plan)
     record, results = load_sweep(out)
     written = write_sweep_report(record, results, out)
     print("\n" + format_sweep_table(record, results))
+    repeats = repeats_summary(record, results)
+    if repeats:
+        print("\nOver the repeats: mean ± sd [95% interval over the evaluation records and the repeats]\n"
+              + format_repeats_table(repeats))
     print(f"\nwrote {out / 'sweep.json'}, " + ", ".join(str(p) for p in written) + " and every variant's folder")
     return 0
 

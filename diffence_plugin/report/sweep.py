@@ -11,7 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from diffence_plugin.attacks.metrics import over_draws  # noqa: E402
 from diffence_plugin.report.tables import format_auc, format_tpr  # noqa: E402
+
+REPEATS = {"run.draw", "run.seed", "roles.seed"}  # a sweep over only these keys repeats one audit
 
 
 def _values(variant: dict) -> str:
@@ -30,6 +33,48 @@ def format_sweep_table(record: dict, results: list[Results]) -> str:
                          f"{'-' if accuracy is None else f'{accuracy:.4f}'} | {best['attack']} | {format_auc(best)} | "
                          f"{format_auc(row.get('lira'))} | {format_tpr(row.get('lira'))} | "
                          f"{format_auc(row.get('rmia'))} |")
+    return "\n".join(lines)
+
+
+def _scores(row: dict, family: str) -> tuple[list, list] | None:
+    """The evaluation scores of the attack a row names for ``family`` ("best" or "lira")."""
+    picked = row.get(family)
+    hit = [a for a in row["attacks"] if picked and a["attack"] == picked["attack"] and "member_scores" in a]
+    return (hit[0]["member_scores"], hit[0]["nonmember_scores"]) if hit else None
+
+
+def repeats_summary(record: dict, results: list[Results], bootstrap: int = 1000) -> dict | None:
+    """For a sweep that repeats one audit over seeds (``REPEATS``): per defense, the chosen attack's and LiRA's
+    AUC and TPR at 1% FPR as mean ± sd over the repeats, with intervals that cover the records' sampling and
+    the repeats (``attacks.metrics.over_draws``). None for a sweep over anything else."""
+    if not set(record["over"]) <= REPEATS or len(results) < 2:
+        return None
+    summary = {}
+    for name in [row["defense"] for row in results[0]["rows"]]:
+        rows = [next(r for r in res["rows"] if r["defense"] == name) for res in results]
+        summary[name] = {}
+        for family in ("best", "lira"):
+            pairs = [_scores(row, family) for row in rows]
+            if all(pairs):
+                summary[name][family] = over_draws(pairs, bootstrap=bootstrap)
+    return summary
+
+
+def format_repeats_table(summary: dict) -> str:
+    """The repeats as one Markdown row per defense: mean ± sd [interval over records and repeats]."""
+    def cell(figure: dict | None, pct: bool = False) -> str:
+        if not figure:
+            return "-"
+        scale, unit = (100, "%") if pct else (1, "")
+        low, high = figure["ci"]
+        return (f"{scale * figure['mean']:.{1 if pct else 3}f}{unit} ± {scale * figure['sd']:.{1 if pct else 3}f} "
+                f"[{scale * low:.{1 if pct else 3}f}, {scale * high:.{1 if pct else 3}f}]")
+    lines = ["| defense | repeats | chosen attack AUC | LiRA AUC | LiRA TPR@1%FPR |", "|---|---|---|---|---|"]
+    for name, families in summary.items():
+        draws = next(iter(families.values()), {}).get("draws", "-")
+        lira = families.get("lira", {})
+        lines.append(f"| {name} | {draws} | {cell(families.get('best', {}).get('auc'))} | {cell(lira.get('auc'))} | "
+                     f"{cell(lira.get('tpr@0.01'), pct=True)} |")
     return "\n".join(lines)
 
 
@@ -65,5 +110,8 @@ def write_sweep_report(record: dict, results: list[Results], out: Path) -> list[
     """``sweep.md`` (the table) and ``sweep.png`` (the plot) beside ``sweep.json``."""
     out = Path(out)
     table = out / "sweep.md"
-    table.write_text(f"# {record['plan']}\n\n{format_sweep_table(record, results)}\n")
+    repeats = repeats_summary(record, results)
+    over = ("\n\nOver the repeats: mean ± sd [95% interval over the evaluation records and the repeats]\n\n"
+            + format_repeats_table(repeats)) if repeats else ""
+    table.write_text(f"# {record['plan']}\n\n{format_sweep_table(record, results)}{over}\n")
     return [table, plot_sweep(record, results, out / "sweep.png")]

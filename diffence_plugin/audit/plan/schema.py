@@ -43,7 +43,10 @@ Sections and keys (defaults in ``DEFAULTS``):
   ``adaptive`` (the adaptive attacker, ``attacks.adaptive_family``: "repeat", "average" and "label_noise", each
   querying every record ``adaptive_copies`` times; "average" moves the flattest pixels by ``adaptive_step``,
   one grey level: 1/255, or 1/16 for digits; off by default, being as costly as M more audits of every row).
-- ``[run]``: ``seed``, ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
+- ``[run]``: ``seed``, ``draw`` (which draw of the defense's and the attacker's randomness: 0, the plan's own
+  seeds; k > 0, fresh ones derived from them for every randomised defense, the attacker's reference models and
+  its copies of the defenses, while the target and the DDPMs stay as they are; sweep it to repeat an audit
+  over those seeds: ``--over run.draw=0,1,2,3,4``), ``out``, ``bootstrap``, ``overwrite``, ``progress``, ``executor``, ``address``,
   ``cache`` (a folder for trained stages and reference models, shared by runs whose stages match, as the
   variants of a sweep are; default: the run's own folder), ``threads`` (torch threads per task; 0: torch's
   current count), ``shard_size``, ``max_batch`` (a cap on
@@ -71,6 +74,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from diffence_plugin.randomness import experiment_seed
 
 FORMAT = "diffence-plan-v1"
 PRESET_FOLDER = Path(__file__).resolve().parents[2] / "presets"
@@ -177,6 +182,7 @@ class AttacksSection(Section):
 
 class RunSection(Section):
     seed: int = 0
+    draw: int = Field(0, ge=0)
     out: str = "audit"
     cache: str | None = None
     bootstrap: int = Field(1000, ge=0)
@@ -236,6 +242,17 @@ class Plan(Section):
     def attacker_seed(self) -> int:
         """The seed of everything the attacker draws (its references, its DDPM, its copies): the run's plus one."""
         return self.run.seed + 1
+
+    def redrawn(self, seed: int, purpose: str) -> int:
+        """``seed`` itself at ``[run].draw`` 0, else a seed derived from it for this draw: how every randomised
+        defense and the attacker get fresh randomness while the target and the DDPMs stay as they are."""
+        return seed if self.run.draw == 0 else experiment_seed(seed, f"{purpose}/draw-{self.run.draw}")
+
+    @property
+    def attacker_draw_seed(self) -> int:
+        """The seed of the attacker's reference models and of its copies of the defenses, redrawn with
+        ``[run].draw`` (its DDPM is trained once, from ``attacker_seed``)."""
+        return self.redrawn(self.attacker_seed, "attacker")
 
     @property
     def needs_defender_ddpm(self) -> bool:

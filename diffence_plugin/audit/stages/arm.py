@@ -89,7 +89,8 @@ class AttackerDiffence:
             self.armed.training.setdefault("attacker_ddpm", {**ddpm.training, "data": "public" if public else "pool",
                                                              "records": len(pool)})
             _compiled(plan, ddpm)
-            mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(plan.attacker_seed)}, progress=run.progress,
+            mine = Diffence(ddpm, **{**c.to_dict(), "seed": experiment_seed(plan.attacker_draw_seed)},
+                            progress=run.progress,
                             autocast=defense.autocast)
             images = {q: mine.reconstructions(torch.from_numpy(xq[self.universe])) for q, xq in self.queries.items()}
             refs = {q: reference_candidates(self.refs, mine, xq, self.universe, images[q])
@@ -106,7 +107,7 @@ def attacker_view(defense: Defense, q: str, plain: AttackerView, copies: Attacke
                   prep: Prepared) -> AttackerView:
     """The references' answers through the attacker's copy of ``defense`` (defense-aware), or their plain
     answers (defense-unaware) where a stage cannot be copied."""
-    seed = plan.attacker_seed
+    seed = plan.attacker_draw_seed
     models = copies.refs.models
     if not defense.pre:
         return post_view(plain, defense.post, copies.queries[q], prep.split, seed, upstream_copied=True,
@@ -135,7 +136,7 @@ def arm(ctx: RunContext, prep: Prepared, defended: Defended) -> Armed:
                timings, "attacker_s", log):
         universe = attacker_universe(split, 2 * len(split.members))
         recipe = reference_recipe(plan, prep.nb_classes, x, y, split)
-        refs = train_references(recipe, x[universe], y[universe], attacks.references, seed=plan.attacker_seed,
+        refs = train_references(recipe, x[universe], y[universe], attacks.references, seed=plan.attacker_draw_seed,
                                 cache=ctx.cache / "reference-cache", progress=plan.run.progress, executor=executor)
         copies = AttackerDiffence(plan, prep, universe, defended.queries, refs, log, armed, ctx.stages)
         armed.references, armed.copies = refs, copies

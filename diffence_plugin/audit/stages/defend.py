@@ -52,21 +52,23 @@ class Defended:
 
 def defense_seed(plan: Plan, draw: int = 0) -> int | None:
     """The Diffence seed of the ``draw``-th defense seed: derived from ``[run].seed`` ("derived") or from the
-    plan's secret (None: each defense's own ``seed`` option)."""
+    plan's secret (None: each defense's own ``seed`` option), and redrawn for ``[run].draw``."""
     from diffence_plugin.randomness import experiment_seed
 
     if plan.run.defense_seed == "derived":
         base = plan.run.seed
-        return experiment_seed(base) if draw == 0 else experiment_seed(base, f"diffence-draw-{draw}")
-    if draw == 0:
+        seed = experiment_seed(base) if draw == 0 else experiment_seed(base, f"diffence-draw-{draw}")
+        return plan.redrawn(seed, "diffence")
+    if draw == 0 and plan.run.draw == 0:
         return None
     secrets = [d.options["diffence"]["seed"] for d in plan.diffences if "seed" in d.options["diffence"]]
-    return experiment_seed(secrets[0] if secrets else 0, f"diffence-draw-{draw}")
+    secret = secrets[0] if secrets else 0
+    return plan.redrawn(secret if draw == 0 else experiment_seed(secret, f"diffence-draw-{draw}"), "diffence")
 
 
 def build_stage(name: str, options: dict, prep: Prepared, plan: Plan, draw: int = 0, t: int | None = None):
     """One registered defense, built with its options (a Diffence stage on the defender's DDPM by default)."""
-    from diffence_plugin.registry import get_defenses
+    from diffence_plugin.registry import get_defenses, option_defaults, option_names
 
     entry = get_defenses()[name]
     options = dict(options)
@@ -81,6 +83,8 @@ def build_stage(name: str, options: dict, prep: Prepared, plan: Plan, draw: int 
         if placement(plan)["bf16"] or plan.run.reconstruct_bf16:
             options.setdefault("autocast", torch.bfloat16)
         options.setdefault("max_batch", plan.run.max_batch)
+    elif plan.run.draw and "seed" in (option_names(entry.factory) or ()):  # a randomised defense: redrawn too
+        options["seed"] = plan.redrawn(int(options.get("seed", option_defaults(entry.factory).get("seed") or 0)), name)
     try:
         stage = entry.factory(**options)
     except (TypeError, ValueError, FileNotFoundError) as exc:
