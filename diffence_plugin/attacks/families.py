@@ -3,7 +3,7 @@
 An attack family declares what it needs (``Needs``: the attacker's reference models, population records, the
 records themselves and an estimator, or labels only) and turns one defense's releases into attack results
 (``run(context) -> list[AttackResult]``). The audit looks families up by name in the registry that
-``diffence_register_attacks`` fills (``plugins.get_attacks``): "threshold", "lira" and "rmia" are registered
+``diffence_register_attacks`` fills (``registry.get_attacks``): "threshold", "lira" and "rmia" are registered
 by the built-in plugin, "art" by the ART adapter, and a plugin's object with ``score(released, labels)``
 becomes a family of one attack (``ScoredFamily``). A family whose needs the run cannot meet is skipped.
 """
