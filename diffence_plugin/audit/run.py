@@ -38,10 +38,6 @@ class Staged:
     armed: Armed
     load: dict
 
-    @property
-    def out(self) -> Path:
-        return self.ctx.out
-
 
 def run_stages(plan: Plan, log: Callable[[str], None] | None = None, executor=None) -> Staged:
     """Stages 1-3 of a resolved plan in its folder ``[run].out``: the data, target and DDPM; every defense's
@@ -83,5 +79,5 @@ def run_plan(plan: Plan, log: Callable[[str], None] | None = None, executor=None
     with s.ctx.phase("[6/6] writing results", "report_s"):
         results = collect_results(plan, s.prep, s.defended, s.armed, rows, noise, s.ctx.timings, start, s.load,
                                   canaries)
-        write_results(results, s.out)
-    return Run(results=results, out=s.out)
+        write_results(results, s.ctx.out)
+    return Run(results=results, out=s.ctx.out)

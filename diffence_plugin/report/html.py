@@ -80,8 +80,8 @@ def write_report(results: Results, out_dir: Path) -> Path:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em;max-width:1300px;font-size:14px}}
 table{{border-collapse:collapse;margin:1em 0;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;
-text-align:right}}th{{background:#f4f4f4}}td:first-child{{text-align:left}}
-table.settings td,table.settings th{{text-align:left}}img{{max-width:100%}}li{{margin:0.3em 0}}</style></head>
+text-align:right}}td{{white-space:nowrap}}th{{background:#f4f4f4}}td:first-child{{text-align:left}}
+table.settings td,table.settings th{{text-align:left;white-space:normal}}img{{max-width:100%}}li{{margin:0.3em 0}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Verdict</h2><ul>{''.join(f"<li>{html.escape(line)}</li>" for line in verdict(results))}</ul>
 <p>The intervals cover the sampling of the evaluation records, for one draw of the defense's and the attacker's
